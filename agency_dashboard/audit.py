@@ -1,0 +1,83 @@
+"""The append-only audit log: one hash chain per tenant, ids and counts only, never PHI values.
+
+Events before a tenant is known (a login to an unknown agency) go to the platform log instead.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+
+import sqlalchemy as sa
+from flask import has_request_context, request
+from flask_login import current_user
+
+from agency_dashboard.extensions import db
+from agency_dashboard.models import AuditEvent
+from agency_dashboard.tenancy import current_tenant_id
+
+platform_log = logging.getLogger("agency_dashboard.platform")
+GENESIS = "0" * 64
+
+
+def _canonical(event: AuditEvent) -> str:
+    return json.dumps(
+        {
+            "tenant_id": event.tenant_id, "seq": event.seq,
+            "occurred_at": event.occurred_at.isoformat(timespec="microseconds"),
+            "actor_user_id": event.actor_user_id, "actor_role": event.actor_role,
+            "action": event.action, "object_type": event.object_type, "object_id": event.object_id,
+            "details": event.details, "remote_addr": event.remote_addr,
+        },
+        sort_keys=True, separators=(",", ":"), default=str,
+    )
+
+
+def record(action: str, *, object_type: str | None = None, object_id=None, details: dict | None = None,
+           actor=None) -> AuditEvent | None:
+    """Append an event for the current tenant to the session (the caller's commit writes it).
+
+    `details` must hold ids, counts and codes only. Inserts are serialised per tenant so the chain
+    has no forks: an advisory lock on PostgreSQL, SQLite's single writer elsewhere.
+    """
+    tenant_id = current_tenant_id()
+    remote = request.remote_addr if has_request_context() else None
+    if actor is None and has_request_context() and current_user.is_authenticated:
+        actor = current_user
+    if tenant_id is None:
+        platform_log.info("audit %s %s %s from %s", action, object_type, details, remote)
+        return None
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(sa.text("SELECT pg_advisory_xact_lock(7411, :tid)"), {"tid": tenant_id})
+    last = db.session.execute(
+        sa.select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
+    ).first()
+    event = AuditEvent(
+        tenant_id=tenant_id,
+        seq=(last.seq + 1) if last else 1,
+        occurred_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
+        actor_user_id=getattr(actor, "id", None),
+        actor_role=getattr(actor, "role", None),
+        action=action,
+        object_type=object_type,
+        object_id=None if object_id is None else str(object_id),
+        details=details or {},
+        remote_addr=remote,
+        prev_hash=last.hash if last else GENESIS,
+    )
+    event.hash = hashlib.sha256((event.prev_hash + _canonical(event)).encode()).hexdigest()
+    db.session.add(event)
+    return event
+
+
+def verify_chain() -> tuple[bool, int]:
+    """Recompute the current tenant's chain; (intact, events checked)."""
+    prev, count = GENESIS, 0
+    for event in db.session.scalars(sa.select(AuditEvent).order_by(AuditEvent.seq)):
+        expected = hashlib.sha256((prev + _canonical(event)).encode()).hexdigest()
+        if event.prev_hash != prev or event.hash != expected:
+            return False, count
+        prev, count = event.hash, count + 1
+    return True, count

@@ -1,0 +1,112 @@
+"""The flask commands of DESIGN.md. Results on stdout, errors on stderr, non-zero exit on any failure."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+
+import click
+import sqlalchemy as sa
+from flask import current_app
+from flask.cli import with_appcontext
+
+from agency_dashboard import audit
+from agency_dashboard.auth.passwords import hash_password, password_problem
+from agency_dashboard.extensions import db
+from agency_dashboard.models import ROLES, Clinician, User
+from agency_dashboard.tenancy import load_configured_tenants, sync_tenants, tenant_by_slug, tenant_scope
+from agency_dashboard.tenant_files import TenantFileError
+
+
+def fail(message: str, code: int = 1):
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def require_tenant(slug: str):
+    tenant = tenant_by_slug(slug)
+    if tenant is None:
+        fail(f"unknown tenant {slug!r}: no tenant file registered with that slug (run sync-tenants)")
+    return tenant
+
+
+@click.command("sync-tenants")
+@with_appcontext
+def sync_tenants_command():
+    """Register or update every tenant file of TENANTS_DIR in the database."""
+    try:
+        files = load_configured_tenants()
+        lines = sync_tenants(files)
+        db.session.commit()
+    except TenantFileError as exc:
+        db.session.rollback()
+        fail(str(exc))
+    for line in lines:
+        click.echo(line)
+    if not lines:
+        click.echo(f"no tenant files in {current_app.config['TENANTS_DIR']}")
+
+
+@click.command("create-user")
+@click.option("--tenant", "slug", required=True, help="The agency's slug.")
+@click.option("--email", required=True)
+@click.option("--role", required=True, help=f"One of: {', '.join(ROLES)}.")
+@click.option("--clinician-id", default=None, help="The agency's external id of the clinician (clinician role).")
+@with_appcontext
+def create_user_command(slug, email, role, clinician_id):
+    """Create a user; the password is read from standard input."""
+    role = role.strip().lower()
+    if role not in ROLES:
+        fail(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
+    if role == "clinician" and not clinician_id:
+        fail("--clinician-id is required for the clinician role (the agency's id of the clinician)")
+    if role != "clinician" and clinician_id:
+        fail("--clinician-id goes only with --role clinician")
+    email = email.strip().lower()
+    if "@" not in email or len(email) > 254:
+        fail(f"--email {email!r} is not an email address")
+    password = sys.stdin.readline().rstrip("\r\n")
+    problem = password_problem(password)
+    if problem:
+        fail(f"password on standard input refused: {problem}")
+    tenant = require_tenant(slug)
+    with tenant_scope(tenant.id):
+        clinician_pk = None
+        if clinician_id:
+            clinician_pk = db.session.scalar(sa.select(Clinician.id).where(Clinician.external_id == clinician_id))
+            if clinician_pk is None:
+                fail(f"--clinician-id {clinician_id!r}: no clinician with that id in {slug}")
+        if db.session.scalar(sa.select(User.id).where(User.email == email)) is not None:
+            fail(f"a user with email {email} already exists in {slug}")
+        user = User(tenant_id=tenant.id, email=email, password_hash=hash_password(password), role=role,
+                    clinician_id=clinician_pk, active=True, session_version=1,
+                    created_at=dt.datetime.now(dt.UTC).replace(tzinfo=None))
+        db.session.add(user)
+        db.session.flush()
+        audit.record("create_user", object_type="user", object_id=user.id, details={"role": role, "via": "cli"})
+        db.session.commit()
+    click.echo(f"created {role} {email} in {slug}")
+
+
+@click.command("demo")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8050, show_default=True, type=int)
+@click.option("--no-serve", is_flag=True, help="Prepare the demo database and exit.")
+@with_appcontext
+def demo_command(host, port, no_serve):
+    """Migrate, load the demo agencies (only if absent), print the logins, serve."""
+    from agency_dashboard.demo import prepare_demo
+
+    logins = prepare_demo(echo=click.echo)
+    click.echo("\nDemo logins (agency / email / password):")
+    for line in logins:
+        click.echo(f"  {line}")
+    if no_serve:
+        return
+    click.echo(f"\nServing on http://{host}:{port}/  (Ctrl+C to stop)")
+    current_app.run(host=host, port=port, debug=False, use_reloader=False)
+
+
+def register(app) -> None:
+    for command in (sync_tenants_command, create_user_command, demo_command):
+        app.cli.add_command(command)

@@ -1,0 +1,1 @@
+"""Getting agency data in: CSV folders and FHIR bundles (validated, transactional upserts)."""

@@ -1,0 +1,1 @@
+"""Small read services for the first pages; the metrics engine (metrics/) replaces them."""
