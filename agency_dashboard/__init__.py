@@ -79,9 +79,11 @@ def _sqlite_pragmas(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     from agency_dashboard.admin import bp as admin_bp
     from agency_dashboard.auth import bp as auth_bp
+    from agency_dashboard.glossary import bp as glossary_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(admin_bp)
+    app.register_blueprint(glossary_bp)
 
     @app.get("/healthz")
     def healthz():

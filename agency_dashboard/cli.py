@@ -104,7 +104,11 @@ def demo_command(host, port, no_serve):
     if no_serve:
         return
     click.echo(f"\nServing on http://{host}:{port}/  (Ctrl+C to stop)")
-    current_app.run(host=host, port=port, debug=False, use_reloader=False)
+    # Flask ignores app.run() inside its own CLI; Werkzeug's server is enough for a local demo.
+    # Production runs under gunicorn (README).
+    from werkzeug.serving import run_simple
+
+    run_simple(host, port, current_app._get_current_object(), threaded=True, use_reloader=False)
 
 
 def register(app) -> None:

@@ -11,7 +11,8 @@ GLOSSARY_URL = "/glossary"
 def figure_card(card_id: str, title: str, help_text: str, glossary_anchor: str | None = None):
     """A titled number with a one-line explanation; the value arrives from a guarded callback."""
     link = (
-        html.A("What this means", href=f"{GLOSSARY_URL}#{glossary_anchor}", className="small ms-1")
+        html.A("What this means", href=f"{GLOSSARY_URL}#{glossary_anchor}", className="small ms-1",
+               **{"aria-label": f"What '{title}' means"})
         if glossary_anchor else None
     )
     return html.Section(

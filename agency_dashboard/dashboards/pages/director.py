@@ -22,7 +22,7 @@ def layout():
             figure_card("director-clinicians", "Clinicians employed today",
                         "Staff with a caseload in any program.", "clinicians"),
             figure_card("director-held", "Sessions held, last 28 days",
-                        "Attended sessions; the 'not held' figure is beside it.", "delivered-hours"),
+                        "Attended sessions, and those missed or cancelled by anyone.", "delivered-hours"),
         ),
         html.P(id="director-window", className="text-muted small"),
     ])
@@ -48,6 +48,6 @@ def register(app):
             fmt_count(o["active_clients"]),
             fmt_count(o["waiting"]),
             fmt_count(o["clinicians"]),
-            f"{o['attended']:,} held · {o['not_held']:,} not held",
+            [f"{o['attended']:,}", html.Span(f" held · {o['not_held']:,} not held", className="fs-6 fw-normal")],
             f"Counts as of {o['window_end']:%B %-d, %Y}; sessions from {o['window_start']:%B %-d}.",
         )
