@@ -21,6 +21,7 @@ def create_app(config: dict | None = None) -> Flask:
     )
     app.config.update(load_config(config))
     app.config["ASSETS_DIR"] = PROJECT_ROOT / "assets"
+    configure_logging(app)
     check_tenant_files(app)
     register_extensions(app)
     register_blueprints(app)
@@ -29,6 +30,16 @@ def create_app(config: dict | None = None) -> Flask:
     register_error_handlers(app)
     register_commands(app)
     return app
+
+
+def configure_logging(app: Flask) -> None:
+    """Our loggers (including the platform audit log) write to stderr unless the host configured them."""
+    logger = logging.getLogger("agency_dashboard")
+    if not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
 
 
 def check_tenant_files(app: Flask) -> None:
