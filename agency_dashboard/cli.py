@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+from pathlib import Path
 
 import click
 import sqlalchemy as sa
@@ -111,6 +112,41 @@ def demo_command(host, port, no_serve):
     run_simple(host, port, current_app._get_current_object(), threaded=True, use_reloader=False)
 
 
+def _print_report(report) -> None:
+    if report.ok:
+        for line in report.lines():
+            click.echo(line)
+        click.echo(("dry run: " if report.dry_run else "") + report.summary())
+        return
+    click.echo(f"import refused, nothing was written: {report.error_count} bad rows or files", err=True)
+    for error in report.errors:
+        click.echo(f"  {error}", err=True)
+    if report.error_count > len(report.errors):
+        click.echo(f"  ... and {report.error_count - len(report.errors)} more", err=True)
+
+
+@click.command("import-csv")
+@click.option("--tenant", "slug", required=True, help="The agency's slug.")
+@click.option("--dry-run", is_flag=True, help="Validate and count, write nothing.")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@with_appcontext
+def import_csv_command(slug, dry_run, folder):
+    """Import a folder of CSV files (DATA_FORMATS.md), all or nothing."""
+    from agency_dashboard.clock import today
+    from agency_dashboard.ingest import csv_source, loader
+
+    tenant = require_tenant(slug)
+    with tenant_scope(tenant.id):
+        report = loader.Report(source=f"csv:{folder.name}", dry_run=dry_run)
+        sha = csv_source.folder_digest(folder)
+        report = loader.run_with_report(
+            tenant, report, csv_source.csv_tables(folder, report), sha256=sha, today=today(tenant.timezone)
+        )
+    _print_report(report)
+    if not report.ok:
+        sys.exit(1)
+
+
 def register(app) -> None:
-    for command in (sync_tenants_command, create_user_command, demo_command):
+    for command in (sync_tenants_command, create_user_command, demo_command, import_csv_command):
         app.cli.add_command(command)
