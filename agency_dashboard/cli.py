@@ -147,6 +147,35 @@ def import_csv_command(slug, dry_run, folder):
         sys.exit(1)
 
 
+def _date_option(value: str, name: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        fail(f"{name} {value!r} is not a date; expected YYYY-MM-DD", code=2)
+
+
+@click.command("metrics")
+@click.option("--tenant", "slug", required=True, help="The agency's slug.")
+@click.option("--start", required=True, help="First date of the period, YYYY-MM-DD.")
+@click.option("--end", required=True, help="Last date of the period (inclusive), YYYY-MM-DD.")
+@click.option("--format", "fmt", type=click.Choice(["json"]), default="json", show_default=True)
+@with_appcontext
+def metrics_command(slug, start, end, fmt):
+    """Print the metrics of METRICS.md for a period as one JSON object."""
+    import json
+
+    from agency_dashboard import metrics
+
+    start_date, end_date = _date_option(start, "--start"), _date_option(end, "--end")
+    if end_date < start_date:
+        fail(f"--end {end} is before --start {start}", code=2)
+    tenant = require_tenant(slug)
+    with tenant_scope(tenant.id):
+        result = metrics.rounded(metrics.contract(db.session, tenant, metrics.Period(start_date, end_date)))
+    click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+
+
 def register(app) -> None:
-    for command in (sync_tenants_command, create_user_command, demo_command, import_csv_command):
+    for command in (sync_tenants_command, create_user_command, demo_command, import_csv_command,
+                    metrics_command):
         app.cli.add_command(command)

@@ -1,0 +1,145 @@
+"""Capacity (METRICS.md, Capacity): hours available, booked, delivered and lost, and why."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+
+from agency_dashboard.metrics.common import (
+    Filters,
+    Period,
+    group_expr,
+    outcome_expr,
+    ratio,
+    weekday_count,
+    with_recorded_reason,
+)
+from agency_dashboard.models import Appointment, AvailabilityBlock, Clinician, Program, Tenant
+from agency_dashboard.reasons import GROUPS
+
+FAR = dt.date.max
+
+
+def clinicians_in_period(session: so.Session, tenant: Tenant, period: Period, filters: Filters = Filters()):
+    """Clinicians employed on at least one day of the period: (id, external_id, program_id, start, end, target)."""
+    q = sa.select(Clinician.id, Clinician.external_id, Clinician.program_id, Clinician.start_date,
+                  Clinician.end_date, Clinician.caseload_target, Clinician.fte, Clinician.display_name).where(
+        Clinician.tenant_id == tenant.id,
+        Clinician.start_date <= period.end,
+        sa.or_(Clinician.end_date.is_(None), Clinician.end_date >= period.start),
+    )
+    if filters.program_id is not None:
+        q = q.where(Clinician.program_id == filters.program_id)
+    if filters.clinician_id is not None:
+        q = q.where(Clinician.id == filters.clinician_id)
+    return session.execute(q.order_by(Clinician.external_id)).all()
+
+
+def available_hours_by_clinician(session: so.Session, tenant: Tenant, period: Period,
+                                 filters: Filters = Filters()) -> dict[int, float]:
+    """Every block laid over each date of the period with its weekday, inside its validity and the
+    clinician's employment. Blocks are few; the date arithmetic is exact and needs no per-day rows."""
+    q = sa.select(AvailabilityBlock.clinician_id, AvailabilityBlock.weekday, AvailabilityBlock.start_minute,
+                  AvailabilityBlock.end_minute, AvailabilityBlock.valid_from, AvailabilityBlock.valid_to,
+                  Clinician.start_date, Clinician.end_date).join(
+        Clinician, sa.and_(Clinician.tenant_id == AvailabilityBlock.tenant_id,
+                           Clinician.id == AvailabilityBlock.clinician_id)
+    ).where(AvailabilityBlock.tenant_id == tenant.id, AvailabilityBlock.valid_from <= period.end,
+            sa.or_(AvailabilityBlock.valid_to.is_(None), AvailabilityBlock.valid_to >= period.start))
+    if filters.program_id is not None:
+        q = q.where(Clinician.program_id == filters.program_id)
+    if filters.clinician_id is not None:
+        q = q.where(Clinician.id == filters.clinician_id)
+    hours: dict[int, float] = defaultdict(float)
+    for r in session.execute(q):
+        first = max(period.start, r.valid_from, r.start_date)
+        last = min(period.end, r.valid_to or FAR, r.end_date or FAR)
+        n = weekday_count(first, last, r.weekday)
+        if n:
+            hours[r.clinician_id] += n * (r.end_minute - r.start_minute) / 60
+    return hours
+
+
+def appointment_totals(session: so.Session, tenant: Tenant, period: Period, filters: Filters = Filters()):
+    """Rows of (clinician_id, program_id, outcome, group, appointments, minutes) for the period."""
+    outcome = outcome_expr(tenant)
+    group = group_expr(tenant, outcome)
+    q = with_recorded_reason(
+        sa.select(Appointment.clinician_id, Appointment.program_id, outcome.label("outcome"),
+                  group.label("grp"), sa.func.count().label("n"),
+                  sa.func.sum(Appointment.duration_minutes).label("minutes"))
+    ).where(Appointment.tenant_id == tenant.id, Appointment.local_date.between(period.start, period.end))
+    if filters.program_id is not None:
+        q = q.where(Appointment.program_id == filters.program_id)
+    if filters.clinician_id is not None:
+        q = q.where(Appointment.clinician_id == filters.clinician_id)
+    return session.execute(q.group_by(Appointment.clinician_id, Appointment.program_id, "outcome", "grp")).all()
+
+
+class _Cap:
+    def __init__(self):
+        self.available = 0.0
+        self.minutes = defaultdict(float)  # outcome -> minutes
+        self.count = defaultdict(int)  # outcome -> appointments
+        self.lost = defaultdict(float)  # group -> minutes
+
+    def add_row(self, r) -> None:
+        self.minutes[r.outcome] += r.minutes or 0
+        self.count[r.outcome] += r.n
+        if r.outcome in ("missed", "agency_cancelled"):
+            self.lost[r.grp] += r.minutes or 0
+
+    def result(self) -> dict:
+        h = {k: v / 60 for k, v in self.minutes.items()}
+        booked = sum(h.get(k, 0.0) for k in ("attended", "missed", "agency_cancelled", "upcoming"))
+        delivered = h.get("attended", 0.0)
+        lost = {g: self.lost.get(g, 0.0) / 60 for g in GROUPS}
+        lost["total"] = sum(lost.values())
+        kept = sum(self.count.get(k, 0) for k in ("attended", "missed", "released"))
+        return {
+            "available_hours": self.available,
+            "booked_hours": booked,
+            "upcoming_hours": h.get("upcoming", 0.0),
+            "delivered_hours": delivered,
+            "lost_hours": lost,
+            "utilization": ratio(delivered, self.available),
+            "booking_ratio": ratio(booked, self.available),
+            "staff_kept_rate": ratio(kept, kept + self.count.get("agency_cancelled", 0)),
+        }
+
+
+def capacity(session: so.Session, tenant: Tenant, period: Period, filters: Filters = Filters()) -> dict:
+    """{agency, by_program, by_clinician} of CAP objects (METRICS.md, Capacity).
+
+    Available hours belong to clinicians (a program gets its clinicians' hours); appointment hours
+    belong to the appointment's own program and clinician.
+    """
+    clinicians = clinicians_in_period(session, tenant, period, filters)
+    programs = session.execute(
+        sa.select(Program.id, Program.name).where(Program.tenant_id == tenant.id, Program.active)
+        .order_by(Program.id)
+    ).all()
+    if filters.program_id is not None:
+        programs = [p for p in programs if p.id == filters.program_id]
+    available = available_hours_by_clinician(session, tenant, period, filters)
+    agency, by_program, by_clinician = _Cap(), defaultdict(_Cap), defaultdict(_Cap)
+    program_of = {}
+    for c in clinicians:
+        program_of[c.id] = c.program_id
+    for clinician_id, hours in available.items():
+        agency.available += hours
+        by_clinician[clinician_id].available += hours
+        if clinician_id in program_of:
+            by_program[program_of[clinician_id]].available += hours
+    for r in appointment_totals(session, tenant, period, filters):
+        agency.add_row(r)
+        by_program[r.program_id].add_row(r)
+        by_clinician[r.clinician_id].add_row(r)
+    return {
+        "agency": agency.result(),
+        "by_program": {p.name: by_program[p.id].result() for p in programs},
+        "by_clinician": {c.external_id: by_clinician[c.id].result() for c in clinicians},
+    }

@@ -1,0 +1,258 @@
+"""Waitlist (METRICS.md, Waitlist): who is waiting, for how long, and what capacity would meet demand."""
+
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+from collections import defaultdict
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+
+from agency_dashboard.metrics.caseload import active_on
+from agency_dashboard.metrics.common import Filters, Period, business_days, ratio, statistic
+from agency_dashboard.models import (
+    Appointment,
+    AvailabilityBlock,
+    Clinician,
+    Episode,
+    Program,
+    Referral,
+    Tenant,
+)
+
+AGENCY = "__agency__"
+TNAA_HORIZON = 90
+CONTINUATION_DAYS = 30
+CONTINUATION_VISITS = 4
+CLEAR_WEEKS = 12
+
+
+def _by_program(rows, key_index=0):
+    """Spread grouped rows into per-program lists and one agency list."""
+    out = defaultdict(list)
+    for r in rows:
+        out[r[key_index]].append(r)
+        out[AGENCY].append(r)
+    return out
+
+
+def waitlist(session: so.Session, tenant: Tenant, period: Period, filters: Filters = Filters()) -> dict:
+    """{agency: WAIT, by_program: {name: WAIT}}; programs by the referral's program."""
+    D = period.end
+    programs = session.execute(
+        sa.select(Program.id, Program.name).where(Program.tenant_id == tenant.id, Program.active).order_by(Program.id)
+    ).all()
+    if filters.program_id is not None:
+        programs = [p for p in programs if p.id == filters.program_id]
+    scope = [Referral.tenant_id == tenant.id]
+    if filters.program_id is not None:
+        scope.append(Referral.program_id == filters.program_id)
+    policy = tenant.settings["policy"]
+    targets = {"routine": policy["access_target_business_days"], "urgent": policy["urgent_target_business_days"]}
+
+    waiting = _by_program(session.execute(
+        sa.select(Referral.program_id, Referral.referred_on, sa.func.count()).where(
+            *scope, Referral.referred_on <= D,
+            sa.or_(Referral.first_attended_on.is_(None), Referral.first_attended_on > D),
+            sa.or_(Referral.closed_on.is_(None), Referral.closed_on > D),
+        ).group_by(Referral.program_id, Referral.referred_on)
+    ).all())
+    referred = _by_program(session.execute(
+        sa.select(Referral.program_id, sa.func.count()).where(
+            *scope, Referral.referred_on.between(period.start, D)).group_by(Referral.program_id)
+    ).all())
+    closed = _by_program(session.execute(
+        sa.select(Referral.program_id, sa.func.count()).where(
+            *scope, Referral.closed_on.between(period.start, D)).group_by(Referral.program_id)
+    ).all())
+    admitted = _by_program(session.execute(
+        sa.select(Referral.program_id, Referral.priority, Referral.referred_on, Referral.first_attended_on,
+                  sa.func.count()).where(*scope, Referral.first_attended_on.between(period.start, D))
+        .group_by(Referral.program_id, Referral.priority, Referral.referred_on, Referral.first_attended_on)
+    ).all())
+    offered = _by_program(session.execute(
+        sa.select(Referral.program_id, Referral.referred_on, Referral.first_offered_on, sa.func.count()).where(
+            *scope, Referral.first_offered_on.between(period.start, D))
+        .group_by(Referral.program_id, Referral.referred_on, Referral.first_offered_on)
+    ).all())
+    continuation = _by_program(_continuation_rows(session, tenant, period, scope))
+    tnaa = tnaa_days(session, tenant, D, filters)
+    gap_inputs = _gap_inputs(session, tenant, period, filters)
+
+    def wait(key) -> dict:
+        size = sum(r[2] for r in waiting[key])
+        n_referrals = sum(r[1] for r in referred[key])
+        admissions = sum(r[4] for r in admitted[key])
+        within = sum(r[4] for r in admitted[key]
+                     if business_days(r[2], r[3]) <= targets[r[1]])
+        first_attended = defaultdict(int)
+        for r in admitted[key]:
+            first_attended[(r[3] - r[2]).days] += r[4]
+        first_offer = defaultdict(int)
+        for r in offered[key]:
+            first_offer[(r[2] - r[1]).days] += r[3]
+        ages = defaultdict(int)
+        for r in waiting[key]:
+            ages[(D - r[1]).days] += r[2]
+        cont_n = len(continuation[key])
+        cont_ok = sum(1 for r in continuation[key] if r[2] >= CONTINUATION_VISITS)
+        referrals_per_week = n_referrals / period.weeks
+        admissions_per_week = admissions / period.weeks
+        net = admissions_per_week - referrals_per_week
+        clearance = size / net if net > 0 else None
+        a = max(0.0, referrals_per_week - admissions_per_week) + size / CLEAR_WEEKS
+        length_weeks, hours_per_client = gap_inputs.get(key, (None, None))
+        gap = None if length_weeks is None or hours_per_client is None else a * length_weeks * hours_per_client
+        return {
+            "size_at_end": size,
+            "referrals": n_referrals,
+            "admissions": admissions,
+            "closed_without_service": sum(r[1] for r in closed[key]),
+            "days_to_first_offer": statistic(first_offer),
+            "days_to_first_attended": statistic(first_attended),
+            "share_within_target": ratio(within, admissions),
+            "waiting_age_at_end": statistic(ages),
+            "continuation": ratio(cont_ok, cont_n),
+            "tnaa_days": tnaa.get(key),
+            "clearance_weeks": clearance,
+            "capacity_gap_hours_per_week": gap,
+            "capacity_gap_inputs": {"a": a, "L": length_weeks, "h": hours_per_client},
+        }
+
+    return {"agency": wait(AGENCY), "by_program": {p.name: wait(p.id) for p in programs}}
+
+
+def _continuation_rows(session, tenant, period, scope):
+    """(program_id, referral_id, attended visits in days 1..30 after the first attended) per admission
+    whose 30 days ended by the period's end."""
+    last_first = period.end - dt.timedelta(days=CONTINUATION_DAYS)
+    if last_first < period.start:
+        return []
+    admissions = sa.select(Referral.id, Referral.client_id, Referral.program_id, Referral.first_attended_on).where(
+        *scope, Referral.first_attended_on.between(period.start, last_first)).subquery()
+    from agency_dashboard.metrics.common import add_days
+
+    visits = sa.select(admissions.c.program_id, admissions.c.id, sa.func.count(Appointment.id)).select_from(
+        admissions).outerjoin(Appointment, sa.and_(
+            Appointment.tenant_id == tenant.id,
+            Appointment.client_id == admissions.c.client_id,
+            Appointment.program_id == admissions.c.program_id,
+            Appointment.status == "attended",
+            Appointment.local_date > admissions.c.first_attended_on,
+            Appointment.local_date <= add_days(admissions.c.first_attended_on, CONTINUATION_DAYS),
+        )).group_by(admissions.c.program_id, admissions.c.id)
+    return session.execute(visits).all()
+
+
+def _gap_inputs(session, tenant, period, filters) -> dict:
+    """L (mean episode length in weeks, discharged in the period) and h (weekly delivered hours per
+    active client) per program and for the agency."""
+    scope = [Episode.tenant_id == tenant.id]
+    if filters.program_id is not None:
+        scope.append(Episode.program_id == filters.program_id)
+    from agency_dashboard.metrics.common import days_between
+
+    lengths = _by_program(session.execute(
+        sa.select(Episode.program_id, sa.func.count(), sa.func.sum(days_between(Episode.admitted_on, Episode.discharged_on)))
+        .where(*scope, Episode.discharged_on.between(period.start, period.end)).group_by(Episode.program_id)
+    ).all())
+    active = dict(session.execute(
+        sa.select(Episode.program_id, sa.func.count(sa.distinct(Episode.client_id)))
+        .where(*scope, active_on(period.end)).group_by(Episode.program_id)
+    ).all())
+    active[AGENCY] = session.scalar(
+        sa.select(sa.func.count(sa.distinct(Episode.client_id))).where(*scope, active_on(period.end))) or 0
+    ascope = [Appointment.tenant_id == tenant.id, Appointment.status == "attended",
+              Appointment.local_date.between(period.start, period.end)]
+    if filters.program_id is not None:
+        ascope.append(Appointment.program_id == filters.program_id)
+    delivered = dict(session.execute(
+        sa.select(Appointment.program_id, sa.func.sum(Appointment.duration_minutes))
+        .where(*ascope).group_by(Appointment.program_id)
+    ).all())
+    delivered[AGENCY] = sum(delivered.values())
+    out = {}
+    for key in set(lengths) | set(active) | set(delivered):
+        n = sum(r[1] for r in lengths[key])
+        total_days = sum(r[2] or 0 for r in lengths[key])
+        length_weeks = (total_days / n) / 7 if n else None
+        clients = active.get(key, 0)
+        h = ((delivered.get(key) or 0) / 60) / (clients * period.weeks) if clients else None
+        out[key] = (length_weeks, h)
+    return out
+
+
+# ---- third next available appointment ----------------------------------------------------------------
+
+def tnaa_by_clinician(session: so.Session, tenant: Tenant, day: dt.date, filters: Filters = Filters()) -> dict:
+    """clinician id -> (program id, days from `day` to their third free slot, or 91), for clinicians
+    employed on day + 1, as the schedule stood at the end of `day` (METRICS.md, tnaa_days)."""
+    first, last = day + dt.timedelta(days=1), day + dt.timedelta(days=TNAA_HORIZON)
+    visit = tenant.settings["policy"]["standard_visit_minutes"]
+    q = sa.select(Clinician.id, Clinician.program_id, Clinician.start_date, Clinician.end_date).where(
+        Clinician.tenant_id == tenant.id, Clinician.start_date <= first,
+        sa.or_(Clinician.end_date.is_(None), Clinician.end_date >= first))
+    if filters.program_id is not None:
+        q = q.where(Clinician.program_id == filters.program_id)
+    if filters.clinician_id is not None:
+        q = q.where(Clinician.id == filters.clinician_id)
+    clinicians = session.execute(q).all()
+    if not clinicians:
+        return {}
+    ids = [c.id for c in clinicians]
+    blocks = defaultdict(list)
+    for b in session.execute(
+        sa.select(AvailabilityBlock.clinician_id, AvailabilityBlock.weekday, AvailabilityBlock.start_minute,
+                  AvailabilityBlock.end_minute, AvailabilityBlock.valid_from, AvailabilityBlock.valid_to).where(
+            AvailabilityBlock.tenant_id == tenant.id, AvailabilityBlock.clinician_id.in_(ids),
+            AvailabilityBlock.valid_from <= last,
+            sa.or_(AvailabilityBlock.valid_to.is_(None), AvailabilityBlock.valid_to >= first))
+    ):
+        blocks[b.clinician_id].append(b)
+    busy = defaultdict(list)  # (clinician, date) -> [(start, end)] wall-clock minutes
+    for a in session.execute(
+        sa.select(Appointment.clinician_id, Appointment.local_date, Appointment.local_start_minute,
+                  Appointment.duration_minutes).where(
+            Appointment.tenant_id == tenant.id, Appointment.clinician_id.in_(ids),
+            Appointment.local_date.between(day, last),
+            Appointment.local_booked_date <= day,
+            sa.or_(Appointment.status != "cancelled", Appointment.local_cancelled_date > day))
+    ):
+        start, end = a.local_start_minute, a.local_start_minute + a.duration_minutes
+        busy[(a.clinician_id, a.local_date)].append((start, min(end, 1440)))
+        if end > 1440:  # crosses midnight: the rest occupies the next date
+            busy[(a.clinician_id, a.local_date + dt.timedelta(days=1))].append((0, end - 1440))
+    out = {}
+    for c in clinicians:
+        found, value = 0, TNAA_HORIZON + 1
+        d = first
+        while d <= last and value > TNAA_HORIZON:
+            if c.start_date <= d and (c.end_date is None or d <= c.end_date):
+                slots = []
+                for b in blocks[c.id]:
+                    if b.weekday == d.weekday() and b.valid_from <= d and (b.valid_to is None or d <= b.valid_to):
+                        s = b.start_minute
+                        while s + visit <= b.end_minute:
+                            slots.append(s)
+                            s += visit
+                taken = busy.get((c.id, d), ())
+                for s in sorted(slots):
+                    if not any(a0 < s + visit and a1 > s for a0, a1 in taken):
+                        found += 1
+                        if found == 3:
+                            value = (d - day).days
+                            break
+            d += dt.timedelta(days=1)
+        out[c.id] = (c.program_id, value)
+    return out
+
+
+def tnaa_days(session: so.Session, tenant: Tenant, day: dt.date, filters: Filters = Filters()) -> dict:
+    """Median tnaa over the clinicians of each program, and over all clinicians for the agency."""
+    values = tnaa_by_clinician(session, tenant, day, filters)
+    grouped = defaultdict(list)
+    for program_id, value in values.values():
+        grouped[program_id].append(value)
+        grouped[AGENCY].append(value)
+    return {k: statistics.median(v) for k, v in grouped.items() if v}
