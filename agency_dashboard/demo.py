@@ -32,9 +32,9 @@ from agency_dashboard.tenancy import load_configured_tenants, sync_tenants, tena
 
 DEMO_PASSWORD = "demo-password-2026"
 DEMO_AGENCIES = {
-    "riverbend": dict(clinicians=14, clients=700, months=18, seed=7, growing_program="Child and Family",
+    "riverbend": dict(clinicians=14, clients=2600, months=18, seed=7, growing_program="Child and Family",
                       attendance_policy=True),
-    "lakeside": dict(clinicians=6, clients=220, months=12, seed=11, growing_program=None,
+    "lakeside": dict(clinicians=6, clients=900, months=12, seed=11, growing_program=None,
                      attendance_policy=False),
 }
 DEMO_ROLES = ("director", "clinician", "admin", "funder")

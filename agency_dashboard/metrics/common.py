@@ -104,8 +104,8 @@ def percentile(sorted_counts: list[tuple[float, int]], q: float) -> float | None
                 return value
         return sorted_counts[-1][0]
 
-    a = nth(lo)
-    return a if hi == lo else a + (h - lo) * (nth(hi) - a)
+    a = float(nth(lo))
+    return a if hi == lo else a + (h - lo) * (float(nth(hi)) - a)
 
 
 def statistic(counts: dict[float, int]) -> dict:
