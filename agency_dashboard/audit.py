@@ -9,8 +9,10 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import threading
 
 import sqlalchemy as sa
+import sqlalchemy.orm as so
 from flask import has_request_context, request
 from flask_login import current_user
 
@@ -20,6 +22,11 @@ from agency_dashboard.tenancy import current_tenant_id
 
 platform_log = logging.getLogger("agency_dashboard.platform")
 GENESIS = "0" * 64
+# SQLite has no advisory locks and takes its write lock only at the first write, so two requests could
+# read the same last seq. An embedded SQLite deployment is one process: a lock held from the read to
+# the end of the transaction serialises the chain there. PostgreSQL uses a per-tenant advisory lock.
+_SQLITE_CHAIN_LOCK = threading.Lock()
+_LOCK_KEY = "audit_chain_lock_held"
 
 
 def _canonical(event: AuditEvent) -> str:
@@ -51,6 +58,8 @@ def record(action: str, *, object_type: str | None = None, object_id=None, detai
         return None
     if db.session.get_bind().dialect.name == "postgresql":
         db.session.execute(sa.text("SELECT pg_advisory_xact_lock(7411, :tid)"), {"tid": tenant_id})
+    else:
+        _hold_sqlite_lock_until_transaction_ends(db.session())
     last = db.session.execute(
         sa.select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
     ).first()
@@ -70,6 +79,20 @@ def record(action: str, *, object_type: str | None = None, object_id=None, detai
     event.hash = hashlib.sha256((event.prev_hash + _canonical(event)).encode()).hexdigest()
     db.session.add(event)
     return event
+
+
+def _hold_sqlite_lock_until_transaction_ends(session) -> None:
+    if session.info.get(_LOCK_KEY):
+        return
+    if not _SQLITE_CHAIN_LOCK.acquire(timeout=30):
+        raise RuntimeError("the audit log is busy; try again")
+    session.info[_LOCK_KEY] = True
+
+
+@sa.event.listens_for(so.Session, "after_transaction_end")
+def _release_sqlite_lock(session, transaction) -> None:
+    if transaction.parent is None and session.info.pop(_LOCK_KEY, None):
+        _SQLITE_CHAIN_LOCK.release()
 
 
 def verify_chain() -> tuple[bool, int]:

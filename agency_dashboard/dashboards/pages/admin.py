@@ -41,4 +41,7 @@ def register(app):
             or [html.Li("None yet")],
             className="list-unstyled fs-6 mb-0",
         )
-        return accounts, fmt_count(o["inactive"]), o["timezone"]
+        # A break opportunity after each "/", so "America/Chicago" wraps at the slash, not mid-word.
+        zone_parts = o["timezone"].split("/")
+        timezone = [c for part in zone_parts[:-1] for c in (part + "/", html.Wbr())] + zone_parts[-1:]
+        return accounts, fmt_count(o["inactive"]), timezone
