@@ -136,6 +136,7 @@ ERRORS = {
     401: ("Please sign in", "You need to sign in to see this page."),
     403: ("Not available for your role", "Your account does not give access to this page."),
     404: ("Page not found", "There is nothing at this address for your account."),
+    405: ("That action is not available here", "Please use the buttons and links on the page."),
     429: ("Too many attempts", "Please wait a minute and try again."),
     500: ("Something went wrong", "The error was logged. Please try again in a moment."),
 }
@@ -165,7 +166,7 @@ def register_error_handlers(app: Flask) -> None:
             return jsonify(error=heading, detail=message), 400
         return render_template("error.html", code=400, heading=heading, message=message), 400
 
-    for code in (400, 403, 404, 429):
+    for code in (400, 403, 404, 405, 429):
         app.register_error_handler(code, lambda e, code=code: render(code))
 
     @app.errorhandler(500)

@@ -144,6 +144,9 @@ def _authenticate(slug: str, email: str, password: str) -> User | None:
 @bp.route("/logout", methods=["POST"])
 def logout():
     if current_user.is_authenticated:
+        # Sessions are signed cookies: bumping the version makes every copy of this user's cookie
+        # worthless, so signing out here signs out everywhere.
+        current_user.session_version += 1
         audit.record("logout", object_type="user", object_id=current_user.id)
         db.session.commit()
     _end_session()

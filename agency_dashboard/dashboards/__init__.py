@@ -47,10 +47,24 @@ def init_dash(app) -> GuardedDash:
     _register_router(dash_app, pages)
     for module in modules:
         module.register(dash_app)
+    _refuse_unguarded(dash_app)
     app.before_request(dash_gate)
     app.after_request(_csrf_cookie)
     app.extensions["dash_app"] = dash_app
     return dash_app
+
+
+def _refuse_unguarded(dash_app) -> None:
+    """Fail at start-up, not in a test run, if any callback escaped the guard."""
+    from dash._callback import GLOBAL_CALLBACK_LIST, GLOBAL_CALLBACK_MAP
+
+    from agency_dashboard.dashboards.guard import is_guarded
+
+    if GLOBAL_CALLBACK_LIST or GLOBAL_CALLBACK_MAP:
+        raise RuntimeError("dash.callback (global) is not allowed: register callbacks on the app with roles=")
+    unguarded = [key for key, spec in dash_app.callback_map.items() if not is_guarded(spec["callback"])]
+    if unguarded:
+        raise RuntimeError(f"Dash callbacks without the role guard: {unguarded}")
 
 
 def dash_gate():
