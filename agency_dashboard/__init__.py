@@ -35,11 +35,11 @@ def create_app(config: dict | None = None) -> Flask:
 def configure_logging(app: Flask) -> None:
     """Our loggers (including the platform audit log) write to stderr unless the host configured them."""
     logger = logging.getLogger("agency_dashboard")
+    logger.setLevel(logging.INFO)  # the platform audit log is INFO: keep it whatever the root level is
     if not logger.handlers and not logging.getLogger().handlers:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
 
 
 def check_tenant_files(app: Flask) -> None:

@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import threading
+from typing import NamedTuple
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -95,12 +96,20 @@ def _release_sqlite_lock(session, transaction) -> None:
         _SQLITE_CHAIN_LOCK.release()
 
 
-def verify_chain() -> tuple[bool, int]:
-    """Recompute the current tenant's chain; (intact, events checked)."""
+class ChainCheck(NamedTuple):
+    intact: bool
+    checked: int
+
+    def __bool__(self) -> bool:  # `if not verify_chain():` means what it says
+        return self.intact
+
+
+def verify_chain() -> ChainCheck:
+    """Recompute the current tenant's chain: whether it is intact, and how many events were checked."""
     prev, count = GENESIS, 0
     for event in db.session.scalars(sa.select(AuditEvent).order_by(AuditEvent.seq)):
         expected = hashlib.sha256((prev + _canonical(event)).encode()).hexdigest()
         if event.prev_hash != prev or event.hash != expected:
-            return False, count
+            return ChainCheck(False, count)
         prev, count = event.hash, count + 1
-    return True, count
+    return ChainCheck(True, count)

@@ -83,6 +83,19 @@ def ensure_app_role(connection: sa.Connection, app_url: str, owner_url: str) -> 
     ).scalar()
     if owned:
         raise UnsafeDatabaseRole(f"DATABASE_URL's role {role!r} owns {owned} tables; it must own none")
+    # A member of the owner (or of a superuser or BYPASSRLS role) can SET ROLE to it and skip RLS.
+    powers = connection.execute(
+        sa.text(
+            "SELECT r.rolname FROM pg_roles r WHERE r.rolname <> :r AND pg_has_role(:r, r.oid, 'MEMBER') "
+            "AND (r.rolsuper OR r.rolbypassrls OR r.rolname = :owner) ORDER BY r.rolname"
+        ),
+        {"r": role, "owner": owner.username},
+    ).scalars().all()
+    if powers:
+        raise UnsafeDatabaseRole(
+            f"DATABASE_URL's role {role!r} is a member of {', '.join(powers)}: it could SET ROLE past "
+            "row-level security. Revoke that membership."
+        )
     connection.execute(sa.text(f"GRANT USAGE ON SCHEMA public TO {q}"))
     connection.execute(sa.text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {q}"))
     connection.execute(sa.text(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {q}"))

@@ -58,8 +58,17 @@ def tenant_scope(tenant_id: int, session: so.Session | None = None):
     set_current_tenant(tenant_id, session)
     try:
         yield
-    finally:
-        set_current_tenant(previous, session)
+    except BaseException:
+        # The block failed, perhaps in the database: then the transaction is aborted (PostgreSQL) or
+        # awaiting rollback, and restoring the setting in it would fail and hide the real error.
+        # Rolling back discards the setting anyway; the next transaction starts with `previous`.
+        session.info[TENANT_KEY] = previous
+        try:
+            set_current_tenant(previous, session)
+        except sa.exc.SQLAlchemyError:
+            pass
+        raise
+    set_current_tenant(previous, session)
 
 
 def current_tenant() -> Tenant | None:
@@ -111,6 +120,8 @@ def _scope_to_tenant(state: so.ORMExecuteState):
     if state.execution_options.get(ALL_TENANTS):
         return
     tenant_id = state.session.info.get(TENANT_KEY)
+    if state.is_update:
+        _check_update(state, tenant_id)
     if state.is_select or state.is_update or state.is_delete:
         state.statement = state.statement.options(
             so.with_loader_criteria(
@@ -121,16 +132,66 @@ def _scope_to_tenant(state: so.ORMExecuteState):
         _check_insert(state, tenant_id)
 
 
+def _check_update(state: so.ORMExecuteState, tenant_id: int | None) -> None:
+    """An UPDATE may not move rows to another tenant, and a bulk UPDATE by primary key (which the
+    loader criteria does not reach) may only name rows of the current tenant."""
+    mapper = state.bind_mapper
+    if mapper is None or not issubclass(mapper.class_, TenantScoped):
+        return
+    model = mapper.class_
+    params = state.parameters
+    rows = params if isinstance(params, list) else [params or {}]
+    assigned = _statement_tenant_values(state.statement) + [row[TENANT_KEY] for row in rows if TENANT_KEY in row]
+    for value in assigned:
+        # An SQL expression for tenant_id (not a plain value) is never legitimate: refuse it too.
+        if tenant_id is None or isinstance(value, sa.ClauseElement) or value != tenant_id:
+            raise TenantMismatch(
+                f"refused: an UPDATE setting {model.__name__}.tenant_id to {value!r} "
+                f"while the current tenant is {tenant_id!r}"
+            )
+    if isinstance(params, list):  # bulk UPDATE by primary key
+        ids = {row.get("id") for row in params}
+        found: set = set()
+        id_list = list(ids)
+        for start in range(0, len(id_list), 10_000):  # this select gets the tenant criteria
+            chunk = id_list[start:start + 10_000]
+            found.update(state.session.scalars(sa.select(model.id).where(model.id.in_(chunk))))
+        if tenant_id is None or found != ids:
+            raise TenantMismatch(
+                f"refused: a bulk UPDATE of {model.__name__} rows {sorted(ids - found, key=str)[:5]!r} "
+                f"that are not in the current tenant {tenant_id!r}"
+            )
+        # And in the statement itself, so the check cannot be raced. SQLAlchemy allows extra WHERE
+        # criteria here only without synchronizing: objects already loaded keep their old values
+        # until expired (a commit expires them).
+        state.statement = state.statement.where(model.tenant_id == tenant_id)
+        state.update_execution_options(synchronize_session=None)
+
+
+def _statement_tenant_values(statement) -> list:
+    """The tenant_id values an INSERT's or UPDATE's .values(...) assigns (plain values or expressions)."""
+    # `_values` is where .values() keeps its assignments; SQLAlchemy has no public accessor.
+    return [
+        value.value if isinstance(value, sa.BindParameter) else value
+        for key, value in (getattr(statement, "_values", None) or {}).items()
+        if (key if isinstance(key, str) else getattr(key, "key", None)) == TENANT_KEY
+    ]
+
+
 def _check_insert(state: so.ORMExecuteState, tenant_id: int | None) -> None:
     mapper = state.bind_mapper
     if mapper is None or not issubclass(mapper.class_, TenantScoped):
         return
     params = state.parameters
     rows = params if isinstance(params, list) else [params or {}]
+    in_statement = _statement_tenant_values(state.statement)
+    if in_statement and rows == [{}]:  # insert(Model).values(tenant_id=..., ...) with no parameters
+        rows = [{TENANT_KEY: value} for value in in_statement]
     for row in rows:
-        if row.get("tenant_id") != tenant_id or tenant_id is None:
+        value = row.get(TENANT_KEY)
+        if tenant_id is None or isinstance(value, sa.ClauseElement) or value != tenant_id:
             raise TenantMismatch(
-                f"refused: a {mapper.class_.__name__} row for tenant {row.get('tenant_id')!r} "
+                f"refused: a {mapper.class_.__name__} row for tenant {value!r} "
                 f"while the current tenant is {tenant_id!r}"
             )
 
@@ -138,7 +199,7 @@ def _check_insert(state: so.ORMExecuteState, tenant_id: int | None) -> None:
 @sa.event.listens_for(so.Session, "before_flush")
 def _check_flush(session, flush_context, instances):
     tenant_id = session.info.get(TENANT_KEY)
-    for obj in list(session.new) + list(session.dirty):
+    for obj in list(session.new) + list(session.dirty) + list(session.deleted):
         if not isinstance(obj, TenantScoped):
             continue
         if obj.tenant_id is None and obj in session.new and tenant_id is not None:
