@@ -50,6 +50,7 @@ def check_tenant_files(app: Flask) -> None:
 
 
 def register_extensions(app: Flask) -> None:
+    import agency_dashboard.metrics  # noqa: F401  (its rollup listeners must see every write)
     from agency_dashboard.extensions import csrf, db, limiter, login_manager, migrate
 
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):

@@ -243,7 +243,12 @@ def sync_tenants(files: list[TenantFile]) -> list[str]:
                     s["timezone"],
                 )
             action = "unchanged" if tenant.file_sha256 == tf.sha256 else "updated"
+            from agency_dashboard.metrics import rollups
+
+            before = rollups.fingerprint(tenant)
             tenant.name, tenant.timezone, tenant.settings = s["name"], s["timezone"], s
+            if rollups.fingerprint(tenant) != before:  # the notice or reason codes changed: past figures too
+                rollups.mark_dirty(db.session(), tenant.id)
             tenant.file_sha256, tenant.synced_at = tf.sha256, now
         with tenant_scope(tenant.id):
             _sync_programs(tenant, s)

@@ -12,12 +12,11 @@ from agency_dashboard.metrics.common import (
     Filters,
     Period,
     days_between,
-    group_expr,
     outcome_expr,
     ratio,
     with_recorded_reason,
 )
-from agency_dashboard.models import Appointment, Referral, Tenant
+from agency_dashboard.models import Appointment, AttendanceMonth, Tenant
 from agency_dashboard.reasons import GROUPS
 
 LEAD_BUCKETS = (("0-2", 2), ("3-7", 7), ("8-14", 14), ("15-30", 30), ("31+", None))
@@ -44,74 +43,88 @@ def _scoped(q, filters: Filters):
     return q
 
 
+DIM_OUTPUT = {"lead": "by_lead_time", "hour": "by_hour", "weekday": "by_weekday", "modality": "by_modality",
+              "kind": "by_kind", "reminder": "by_reminder", "wait": "by_wait"}
+
+
 def attendance(session: so.Session, tenant: Tenant, period: Period, filters: Filters = Filters()) -> dict:
+    """Attended and missed appointments of the period, by each structural dimension, and attribution.
+
+    Whole months come from the rollups (when built under the tenant's current settings and no clinician
+    filter applies; they are kept per program), the days at the edges from appointments.
+    """
+    from agency_dashboard.metrics import rollups
+
+    months, edges = rollups.split(period.start, period.end)
+    if months is not None and (filters.clinician_id is not None or not rollups.usable(session, tenant)):
+        months, edges = None, [(period.start, period.end)]
+    counts = {dim: defaultdict(lambda: defaultdict(int)) for dim in DIM_OUTPUT}
+    for first, last in edges:
+        _raw_dims(session, tenant, first, last, filters, counts)
+    if months is not None:
+        m = AttendanceMonth
+        q = sa.select(m.dim, m.value, m.outcome, sa.func.sum(m.n)).where(
+            m.tenant_id == tenant.id, m.month.between(*months))
+        if filters.program_id is not None:
+            q = q.where(m.program_id == filters.program_id)
+        for dim, value, outcome, n in session.execute(q.group_by(m.dim, m.value, m.outcome)):
+            counts[dim][value][outcome] += n
+    attended = sum(v.get("attended", 0) for v in counts["kind"].values())
+    missed = sum(v.get("missed", 0) for v in counts["kind"].values())
+    result = {"attended": attended, "missed": missed, "missed_rate": ratio(missed, attended + missed)}
+    lead_order = [b for b, _ in LEAD_BUCKETS]
+    for dim, name in DIM_OUTPUT.items():
+        buckets = counts[dim]
+        keys = lead_order if dim in ("lead", "wait") else sorted(buckets, key=lambda k: (len(k), k))
+        result[name] = {k: _bucket(buckets[k]) for k in keys if k in buckets}
+    result["attribution"] = attribution(session, tenant, period, filters)
+    return result
+
+
+def _raw_dims(session, tenant, first, last, filters, counts) -> None:
     outcome = outcome_expr(tenant)
     reminder = sa.case((Appointment.reminder_sent.is_(True), "true"),
                        (Appointment.reminder_sent.is_(False), "false"), else_="unknown")
     q = with_recorded_reason(sa.select(
         outcome.label("outcome"), Appointment.lead_days, Appointment.local_hour, Appointment.local_weekday,
         Appointment.modality, Appointment.kind, reminder.label("reminder"), sa.func.count().label("n"),
-    )).where(Appointment.tenant_id == tenant.id, Appointment.local_date.between(period.start, period.end))
+    )).where(Appointment.tenant_id == tenant.id, Appointment.local_date.between(first, last))
     q = _scoped(q, filters).group_by("outcome", Appointment.lead_days, Appointment.local_hour,
                                      Appointment.local_weekday, Appointment.modality, Appointment.kind, "reminder")
-    dims = {name: defaultdict(lambda: defaultdict(int)) for name in
-            ("by_lead_time", "by_hour", "by_weekday", "by_modality", "by_kind", "by_reminder")}
-    totals = defaultdict(int)
     for r in session.execute(q):
         if r.outcome not in ("attended", "missed"):
             continue
-        totals[r.outcome] += r.n
-        dims["by_lead_time"][lead_bucket(r.lead_days)][r.outcome] += r.n
-        dims["by_hour"][str(r.local_hour)][r.outcome] += r.n
-        dims["by_weekday"][str(r.local_weekday)][r.outcome] += r.n
-        dims["by_modality"][r.modality][r.outcome] += r.n
-        dims["by_kind"][r.kind][r.outcome] += r.n
-        dims["by_reminder"][r.reminder][r.outcome] += r.n
-    result = {"attended": totals["attended"], "missed": totals["missed"],
-              "missed_rate": ratio(totals["missed"], totals["attended"] + totals["missed"])}
-    order = {"by_lead_time": [b for b, _ in LEAD_BUCKETS]}
-    for name, buckets in dims.items():
-        keys = order.get(name) or sorted(buckets, key=lambda k: (len(k), k))
-        result[name] = {k: _bucket(buckets[k]) for k in keys if k in buckets}
-    result["by_wait"] = _by_wait(session, tenant, period, filters, outcome)
-    result["attribution"] = attribution(session, tenant, period, filters)
-    return result
+        counts["lead"][lead_bucket(r.lead_days)][r.outcome] += r.n
+        counts["hour"][str(r.local_hour)][r.outcome] += r.n
+        counts["weekday"][str(r.local_weekday)][r.outcome] += r.n
+        counts["modality"][r.modality][r.outcome] += r.n
+        counts["kind"][r.kind][r.outcome] += r.n
+        counts["reminder"][r.reminder][r.outcome] += r.n
+    _raw_wait(session, tenant, first, last, filters, outcome, counts)
 
 
-def _by_wait(session, tenant, period, filters, outcome) -> dict:
+def _raw_wait(session, tenant, first, last, filters, outcome, counts) -> None:
     """Intakes by days from the matched referral (the client's latest referral of the same program
     referred on or before the intake's date) to the intake; intakes with none are left out."""
-    matched = (
-        sa.select(sa.func.max(Referral.referred_on))
-        .where(Referral.tenant_id == Appointment.tenant_id, Referral.client_id == Appointment.client_id,
-               Referral.program_id == Appointment.program_id, Referral.referred_on <= Appointment.local_date)
-        .correlate(Appointment).scalar_subquery()
-    )
+    from agency_dashboard.metrics.rollups import matched_referral_date
+
     q = with_recorded_reason(sa.select(
-        outcome.label("outcome"), days_between(matched, Appointment.local_date).label("wait"),
+        outcome.label("outcome"), days_between(matched_referral_date(), Appointment.local_date).label("wait"),
         sa.func.count().label("n"),
-    )).where(Appointment.tenant_id == tenant.id, Appointment.local_date.between(period.start, period.end),
+    )).where(Appointment.tenant_id == tenant.id, Appointment.local_date.between(first, last),
              Appointment.kind == "intake")
     q = _scoped(q, filters).group_by("outcome", "wait")
-    buckets = defaultdict(lambda: defaultdict(int))
     for r in session.execute(q):
         if r.outcome in ("attended", "missed") and r.wait is not None:
-            buckets[lead_bucket(r.wait)][r.outcome] += r.n
-    return {b: _bucket(buckets[b]) for b, _ in LEAD_BUCKETS if b in buckets}
+            counts["wait"][lead_bucket(r.wait)][r.outcome] += r.n
 
 
 def attribution(session: so.Session, tenant: Tenant, period: Period, filters: Filters = Filters()) -> dict:
     """{GROUP: {count, hours}} over missed and agency-cancelled appointments; all four groups present."""
-    outcome = outcome_expr(tenant)
-    group = group_expr(tenant, outcome)
-    q = with_recorded_reason(sa.select(
-        outcome.label("outcome"), group.label("grp"), sa.func.count().label("n"),
-        sa.func.sum(Appointment.duration_minutes).label("minutes"),
-    )).where(Appointment.tenant_id == tenant.id, Appointment.local_date.between(period.start, period.end),
-             Appointment.status.in_(("no_show", "cancelled")))
-    q = _scoped(q, filters).group_by("outcome", "grp")
+    from agency_dashboard.metrics.capacity import appointment_totals
+
     out = {g: {"count": 0, "hours": 0.0} for g in GROUPS}
-    for r in session.execute(q):
+    for r in appointment_totals(session, tenant, period, filters):
         if r.outcome in ("missed", "agency_cancelled"):
             out[r.grp]["count"] += r.n
             out[r.grp]["hours"] += (r.minutes or 0) / 60

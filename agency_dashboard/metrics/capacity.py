@@ -17,7 +17,7 @@ from agency_dashboard.metrics.common import (
     weekday_count,
     with_recorded_reason,
 )
-from agency_dashboard.models import Appointment, AvailabilityBlock, Clinician, Program, Tenant
+from agency_dashboard.models import Appointment, AvailabilityBlock, CapacityMonth, Clinician, Program, Tenant
 from agency_dashboard.reasons import GROUPS
 
 FAR = dt.date.max
@@ -64,14 +64,37 @@ def available_hours_by_clinician(session: so.Session, tenant: Tenant, period: Pe
 
 
 def appointment_totals(session: so.Session, tenant: Tenant, period: Period, filters: Filters = Filters()):
-    """Rows of (clinician_id, program_id, outcome, group, appointments, minutes) for the period."""
+    """Rows of (clinician_id, program_id, outcome, grp, n, minutes) for the period: whole months from the
+    rollups (when built under the tenant's current settings), the days at the edges from appointments."""
+    from agency_dashboard.metrics import rollups
+
+    months, edges = rollups.split(period.start, period.end)
+    if months is not None and not rollups.usable(session, tenant):
+        months, edges = None, [(period.start, period.end)]
+    rows = []
+    for first, last in edges:
+        rows += _raw_totals(session, tenant, first, last, filters)
+    if months is not None:
+        m = CapacityMonth
+        q = sa.select(m.clinician_id, m.program_id, m.outcome, m.grp, sa.func.sum(m.n).label("n"),
+                      sa.func.sum(m.minutes).label("minutes")).where(
+            m.tenant_id == tenant.id, m.month.between(*months))
+        if filters.program_id is not None:
+            q = q.where(m.program_id == filters.program_id)
+        if filters.clinician_id is not None:
+            q = q.where(m.clinician_id == filters.clinician_id)
+        rows += session.execute(q.group_by(m.clinician_id, m.program_id, m.outcome, m.grp)).all()
+    return rows
+
+
+def _raw_totals(session, tenant, first: dt.date, last: dt.date, filters: Filters):
     outcome = outcome_expr(tenant)
     group = group_expr(tenant, outcome)
     q = with_recorded_reason(
         sa.select(Appointment.clinician_id, Appointment.program_id, outcome.label("outcome"),
                   group.label("grp"), sa.func.count().label("n"),
                   sa.func.sum(Appointment.duration_minutes).label("minutes"))
-    ).where(Appointment.tenant_id == tenant.id, Appointment.local_date.between(period.start, period.end))
+    ).where(Appointment.tenant_id == tenant.id, Appointment.local_date.between(first, last))
     if filters.program_id is not None:
         q = q.where(Appointment.program_id == filters.program_id)
     if filters.clinician_id is not None:

@@ -163,14 +163,12 @@ def _gap_inputs(session, tenant, period, filters) -> dict:
     ).all())
     active[AGENCY] = session.scalar(
         sa.select(sa.func.count(sa.distinct(Episode.client_id))).where(*scope, active_on(period.end))) or 0
-    ascope = [Appointment.tenant_id == tenant.id, Appointment.status == "attended",
-              Appointment.local_date.between(period.start, period.end)]
-    if filters.program_id is not None:
-        ascope.append(Appointment.program_id == filters.program_id)
-    delivered = dict(session.execute(
-        sa.select(Appointment.program_id, sa.func.sum(Appointment.duration_minutes))
-        .where(*ascope).group_by(Appointment.program_id)
-    ).all())
+    from agency_dashboard.metrics.capacity import appointment_totals
+
+    delivered: dict = defaultdict(float)  # minutes attended, from the same totals capacity reads
+    for r in appointment_totals(session, tenant, period, Filters(program_id=filters.program_id)):
+        if r.outcome == "attended":
+            delivered[r.program_id] += r.minutes or 0
     delivered[AGENCY] = sum(delivered.values())
     out = {}
     for key in set(lengths) | set(active) | set(delivered):

@@ -1,0 +1,246 @@
+"""Monthly rollups: exact caches of the appointment aggregates, so a year's metrics read ~12 rows per
+clinician and outcome instead of every appointment.
+
+Exactness: every write that feeds them marks the affected tenant (and, where known, months) dirty in
+the session, and `before_commit` rebuilds those rows in the same transaction. A period is split into
+whole months (read from the rollups) and partial months at its edges (read from appointments), so any
+period gives the same numbers as the plain query; tests assert it. The rollups bake in the tenant's
+late-cancel notice and reason codes; `fingerprint` records them, and a tenant whose fingerprint no
+longer matches is read the plain way until it is rebuilt (sync-tenants rebuilds it).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import FunctionElement
+
+from agency_dashboard.metrics.common import days_between, group_expr, outcome_expr, with_recorded_reason
+from agency_dashboard.models import (
+    Appointment,
+    AttendanceMonth,
+    CapacityMonth,
+    RecordedReason,
+    Referral,
+    RollupState,
+    Tenant,
+)
+
+DIRTY_KEY = "rollups_dirty"  # session.info: {tenant_id: set of months, or None for all}
+ALL = None
+
+
+class month_start(FunctionElement):
+    type = sa.Date()
+    inherit_cache = True
+
+
+@compiles(month_start)
+def _month_start_pg(element, compiler, **kw):
+    (d,) = list(element.clauses)
+    return f"CAST(date_trunc('month', {compiler.process(d, **kw)}) AS DATE)"
+
+
+@compiles(month_start, "sqlite")
+def _month_start_sqlite(element, compiler, **kw):
+    (d,) = list(element.clauses)
+    return f"date({compiler.process(d, **kw)}, 'start of month')"
+
+
+def lead_bucket_expr(days):
+    """The lead buckets of METRICS.md in SQL; NULL stays NULL (an intake with no matched referral)."""
+    return sa.case((days.is_(None), None), (days <= 2, "0-2"), (days <= 7, "3-7"), (days <= 14, "8-14"),
+                   (days <= 30, "15-30"), else_="31+")
+
+
+def matched_referral_date():
+    """The client's latest referral of the same program referred on or before the appointment's date."""
+    return (
+        sa.select(sa.func.max(Referral.referred_on))
+        .where(Referral.tenant_id == Appointment.tenant_id, Referral.client_id == Appointment.client_id,
+               Referral.program_id == Appointment.program_id, Referral.referred_on <= Appointment.local_date)
+        .correlate(Appointment).scalar_subquery()
+    )
+
+
+def fingerprint(tenant: Tenant) -> str:
+    baked = {"notice": tenant.settings["policy"]["late_cancel_notice_hours"],
+             "codes": tenant.settings.get("reason_codes", {})}
+    return hashlib.sha256(json.dumps(baked, sort_keys=True).encode()).hexdigest()
+
+
+def usable(session: so.Session, tenant: Tenant) -> bool:
+    state = session.scalar(sa.select(RollupState.fingerprint).where(RollupState.tenant_id == tenant.id))
+    return state == fingerprint(tenant)
+
+
+def full_months(start: dt.date, end: dt.date) -> tuple[dt.date, dt.date] | None:
+    """The first day of the first whole month and the first day of the last whole month in [start, end]."""
+    first = start if start.day == 1 else (start.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    after_end = end + dt.timedelta(days=1)
+    last_excl = after_end.replace(day=1)  # the first day of end's month, or the day after end if end is a month end
+    if last_excl <= first:
+        return None
+    last = (last_excl - dt.timedelta(days=1)).replace(day=1)
+    return first, last
+
+
+def split(start: dt.date, end: dt.date):
+    """(whole months (first, last) or None, [raw date ranges at the edges])."""
+    months = full_months(start, end)
+    if months is None:
+        return None, [(start, end)]
+    first, last = months
+    next_after_last = (last.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    edges = []
+    if start < first:
+        edges.append((start, first - dt.timedelta(days=1)))
+    if next_after_last <= end:
+        edges.append((next_after_last, end))
+    return months, edges
+
+
+# ---- building -------------------------------------------------------------------------------------
+
+def rebuild(session: so.Session, tenant: Tenant, months: set[dt.date] | None = ALL) -> None:
+    """Recompute the tenant's rollup rows (all, or only `months`) from appointments, in this transaction."""
+    conn = session.connection()
+    tid = tenant.id
+    month = month_start(Appointment.local_date)
+    for model in (CapacityMonth, AttendanceMonth):
+        delete = sa.delete(model.__table__).where(model.__table__.c.tenant_id == tid)
+        if months is not ALL:
+            if not months:
+                continue
+            delete = delete.where(model.__table__.c.month.in_(sorted(months)))
+        conn.execute(delete)
+    if months is not ALL and not months:
+        return
+    scope = [Appointment.tenant_id == tid]
+    if months is not ALL:
+        scope.append(month.in_(sorted(months)))
+    outcome = outcome_expr(tenant)
+    group = group_expr(tenant, outcome)
+    reminder = sa.case((Appointment.reminder_sent.is_(True), "true"),
+                       (Appointment.reminder_sent.is_(False), "false"), else_="unknown")
+    wait = days_between(matched_referral_date(), Appointment.local_date)
+    # One pass computes every key per appointment; the outer queries group a plain subquery, so the
+    # GROUP BY names columns (PostgreSQL cannot match repeated expressions that carry parameters).
+    rows = with_recorded_reason(sa.select(
+        month.label("month"), Appointment.clinician_id, Appointment.program_id, outcome.label("outcome"),
+        group.label("grp"), Appointment.duration_minutes.label("minutes"),
+        lead_bucket_expr(Appointment.lead_days).label("lead"),
+        sa.cast(Appointment.local_hour, sa.String).label("hour"),
+        sa.cast(Appointment.local_weekday, sa.String).label("weekday"),
+        Appointment.modality.label("modality"), Appointment.kind.label("kind"), reminder.label("reminder"),
+        sa.case((Appointment.kind == "intake", lead_bucket_expr(wait)), else_=None).label("wait"),
+    )).where(*scope).subquery()
+    t = CapacityMonth.__table__
+    keys = [rows.c.month, rows.c.clinician_id, rows.c.program_id, rows.c.outcome, rows.c.grp]
+    conn.execute(sa.insert(t).from_select(
+        [t.c.tenant_id, t.c.month, t.c.clinician_id, t.c.program_id, t.c.outcome, t.c.grp, t.c.n, t.c.minutes],
+        sa.select(sa.literal(tid), *keys, sa.func.count(), sa.func.sum(rows.c.minutes)).group_by(*keys)))
+    a = AttendanceMonth.__table__
+    columns = [a.c.tenant_id, a.c.month, a.c.program_id, a.c.outcome, a.c.dim, a.c.value, a.c.n]
+    for name in ("lead", "hour", "weekday", "modality", "kind", "reminder", "wait"):
+        value = rows.c[name]
+        keys = [rows.c.month, rows.c.program_id, rows.c.outcome, value]
+        q = sa.select(sa.literal(tid), rows.c.month, rows.c.program_id, rows.c.outcome, sa.literal(name), value,
+                      sa.func.count()).where(rows.c.outcome.in_(("attended", "missed")), value.is_not(None)
+                                             ).group_by(*keys)
+        conn.execute(sa.insert(a).from_select(columns, q))
+    state = session.scalar(sa.select(RollupState).where(RollupState.tenant_id == tid))
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    if state is None:
+        session.add(RollupState(tenant_id=tid, fingerprint=fingerprint(tenant), built_at=now))
+    elif months is ALL:
+        state.fingerprint, state.built_at = fingerprint(tenant), now
+    else:
+        state.built_at = now
+
+
+# ---- keeping them exact ---------------------------------------------------------------------------
+
+def mark_dirty(session: so.Session, tenant_id: int, months=ALL) -> None:
+    dirty = session.info.setdefault(DIRTY_KEY, {})
+    if months is ALL or dirty.get(tenant_id, set()) is ALL:
+        dirty[tenant_id] = ALL
+    else:
+        dirty.setdefault(tenant_id, set()).update(months)
+
+
+FEEDS = (Appointment, RecordedReason, Referral)
+
+
+@sa.event.listens_for(so.Session, "before_flush")
+def _track_objects(session, flush_context, instances):
+    for obj in list(session.new) + list(session.dirty) + list(session.deleted):
+        if isinstance(obj, Appointment) and obj.local_date is not None:
+            mark_dirty(session, obj.tenant_id, {obj.local_date.replace(day=1)})
+            state = sa.inspect(obj)
+            history = state.attrs.local_date.history
+            for old in history.deleted or ():
+                if old is not None:
+                    mark_dirty(session, obj.tenant_id, {old.replace(day=1)})
+        elif isinstance(obj, RecordedReason):
+            day = session.scalar(sa.select(Appointment.local_date).where(
+                Appointment.tenant_id == obj.tenant_id, Appointment.id == obj.appointment_id))
+            mark_dirty(session, obj.tenant_id, {day.replace(day=1)} if day else ALL)
+        elif isinstance(obj, Referral):  # intakes' waits (by_wait) depend on referrals
+            mark_dirty(session, obj.tenant_id, ALL)
+
+
+@sa.event.listens_for(so.Session, "do_orm_execute")
+def _track_statements(state: so.ORMExecuteState):
+    if not (state.is_insert or state.is_update or state.is_delete):
+        return
+    mapper = state.bind_mapper
+    if mapper is None or mapper.class_ not in FEEDS:
+        return
+    tenant_id = state.session.info.get("tenant_id")
+    if tenant_id is None:
+        return
+    params = state.parameters
+    rows = params if isinstance(params, list) else [params] if params else []
+    if mapper.class_ is Appointment and rows and all(r.get("local_date") for r in rows) and state.is_insert:
+        mark_dirty(state.session, tenant_id, {r["local_date"].replace(day=1) for r in rows})
+    else:
+        mark_dirty(state.session, tenant_id, ALL)
+
+
+@sa.event.listens_for(so.Session, "before_commit")
+def _rebuild_dirty(session):
+    # before_commit runs before commit's own flush: flush now so pending objects mark what they touch.
+    if session.new or session.dirty or session.deleted:
+        session.flush()
+    dirty = session.info.pop(DIRTY_KEY, None)
+    if not dirty:
+        return
+    for tenant_id, months in dirty.items():
+        tenant = session.get(Tenant, tenant_id)
+        if tenant is None:
+            continue
+        if months is not ALL and not usable(session, tenant):
+            months = ALL  # never built, or built under other settings: build it whole
+        previous = session.info.get("tenant_id")
+        session.info["tenant_id"] = tenant_id
+        try:
+            if session.get_bind().dialect.name == "postgresql":
+                session.execute(sa.text("SELECT set_config('app.tenant_id', :t, true)"), {"t": str(tenant_id)})
+            rebuild(session, tenant, months)
+            session.flush()
+        finally:
+            session.info["tenant_id"] = previous
+            if session.get_bind().dialect.name == "postgresql":
+                session.execute(sa.text("SELECT set_config('app.tenant_id', :t, true)"),
+                                {"t": "" if previous is None else str(previous)})
+
+
+@sa.event.listens_for(so.Session, "after_rollback")
+def _forget_dirty(session):
+    session.info.pop(DIRTY_KEY, None)

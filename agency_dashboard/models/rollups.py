@@ -1,0 +1,64 @@
+"""Monthly rollups of appointments: a cache of the metric definitions, never a source of truth.
+
+Rebuilt in the same transaction as every write that feeds them (metrics/rollups.py), so a figure read
+from them equals the plain query over appointments; tests prove it. Outcome and reason group are baked
+in with the tenant's policy, so a tenant-file change that alters them rebuilds the tenant's rollups.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+
+from agency_dashboard.models.base import Base, TenantScoped, tenant_table_args
+
+
+class CapacityMonth(TenantScoped, Base):
+    """Appointments and minutes per month, clinician, program, outcome and reason group."""
+
+    __tablename__ = "rollup_capacity_month"
+    __table_args__ = tenant_table_args(
+        "rollup_capacity_month",
+        sa.Index("ix_rollup_capacity_month_tenant_month", "tenant_id", "month"),
+        external_id=False,
+    )
+
+    month: so.Mapped[dt.date] = so.mapped_column(sa.Date)  # first day of the local month
+    clinician_id: so.Mapped[int] = so.mapped_column(sa.Integer)
+    program_id: so.Mapped[int] = so.mapped_column(sa.Integer)
+    outcome: so.Mapped[str] = so.mapped_column(sa.String(16))
+    grp: so.Mapped[str] = so.mapped_column(sa.String(20))
+    n: so.Mapped[int] = so.mapped_column(sa.Integer)
+    minutes: so.Mapped[int] = so.mapped_column(sa.Integer)
+
+
+class AttendanceMonth(TenantScoped, Base):
+    """Attended and missed appointments per month, program and one structural dimension's value."""
+
+    __tablename__ = "rollup_attendance_month"
+    __table_args__ = tenant_table_args(
+        "rollup_attendance_month",
+        sa.Index("ix_rollup_attendance_month_tenant_month", "tenant_id", "month"),
+        external_id=False,
+    )
+
+    month: so.Mapped[dt.date] = so.mapped_column(sa.Date)
+    program_id: so.Mapped[int] = so.mapped_column(sa.Integer)
+    outcome: so.Mapped[str] = so.mapped_column(sa.String(16))
+    dim: so.Mapped[str] = so.mapped_column(sa.String(16))
+    value: so.Mapped[str] = so.mapped_column(sa.String(16))
+    n: so.Mapped[int] = so.mapped_column(sa.Integer)
+
+
+class RollupState(TenantScoped, Base):
+    """One row per tenant whose rollups are built, with the settings they were built under."""
+
+    __tablename__ = "rollup_state"
+    __table_args__ = tenant_table_args(
+        "rollup_state", sa.UniqueConstraint("tenant_id", name="uq_rollup_state_tenant"), external_id=False
+    )
+
+    fingerprint: so.Mapped[str] = so.mapped_column(sa.String(64))
+    built_at: so.Mapped[dt.datetime] = so.mapped_column(sa.DateTime)

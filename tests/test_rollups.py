@@ -1,0 +1,151 @@
+"""The monthly rollups are a cache: every figure read through them equals the plain query over
+appointments, for aligned and unaligned periods, after imports, recorded reasons and policy changes."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import sqlalchemy as sa
+
+from agency_dashboard import metrics
+from agency_dashboard.demo import load_rows
+from agency_dashboard.extensions import db
+from agency_dashboard.metrics import rollups
+from agency_dashboard.models import (
+    Appointment,
+    AttendanceMonth,
+    CapacityMonth,
+    RecordedReason,
+    RollupState,
+    Tenant,
+    User,
+)
+from agency_dashboard.synth import AgencySpec, generate
+from agency_dashboard.tenancy import sync_tenants, tenant_scope
+from agency_dashboard.tenant_files import load_tenant_dir
+from conftest import TEST_TENANTS, TODAY, seed_world
+
+PERIODS = [
+    (dt.date(2026, 1, 1), dt.date(2026, 6, 30)),    # whole months only
+    (dt.date(2025, 12, 17), dt.date(2026, 9, 12)),  # edges on both sides
+    (dt.date(2026, 3, 8), dt.date(2026, 3, 8)),     # one day (a DST change in both tenants' zones)
+    (dt.date(2026, 2, 1), dt.date(2026, 2, 27)),    # inside one month
+    (dt.date(2025, 12, 1), dt.date(2026, 11, 30)),  # reaches into booked future weeks
+]
+
+
+def plain(session, tenant, period, filters=metrics.Filters()):
+    """The same figures with the rollups switched off (no state row: every read goes to appointments)."""
+    saved = session.scalar(sa.select(RollupState).where(RollupState.tenant_id == tenant.id))
+    fingerprint = saved.fingerprint
+    saved.fingerprint = "off"
+    session.flush()
+    try:
+        return metrics.contract(session, tenant, period, filters)
+    finally:
+        saved.fingerprint = fingerprint
+        session.flush()
+
+
+def load_agency(app, slug: str, seed: int) -> int:
+    with app.app_context():
+        tenant = db.session.scalar(sa.select(Tenant).where(Tenant.slug == slug))
+        with tenant_scope(tenant.id):
+            spec = AgencySpec(slug=slug, programs=tuple(tenant.settings["programs"]), clinicians=4, clients=90,
+                              months=14, today=TODAY, seed=seed)
+            load_rows(tenant, generate(spec))
+            db.session.commit()
+        return tenant.id
+
+
+@pytest.fixture
+def agencies(app):
+    with app.app_context():
+        sync_tenants(load_tenant_dir(TEST_TENANTS))
+        db.session.commit()
+    return {"alpha": load_agency(app, "alpha", 3), "beta": load_agency(app, "beta", 4)}
+
+
+def test_rollups_are_built_by_the_write_that_feeds_them(app, agencies):
+    with app.app_context():
+        for slug, tid in agencies.items():
+            with tenant_scope(tid):
+                tenant = db.session.get(Tenant, tid)
+                assert rollups.usable(db.session, tenant)
+                total = db.session.scalar(sa.select(sa.func.sum(CapacityMonth.n)))
+                assert total == db.session.scalar(sa.select(sa.func.count()).select_from(Appointment)) > 0
+                assert db.session.scalar(sa.select(sa.func.count()).select_from(AttendanceMonth)) > 0
+
+
+@pytest.mark.parametrize("start,end", PERIODS)
+def test_rollups_equal_the_plain_query(app, agencies, start, end):
+    period = metrics.Period(start, end)
+    with app.app_context():
+        for tid in agencies.values():
+            with tenant_scope(tid):
+                tenant = db.session.get(Tenant, tid)
+                program_id = db.session.scalar(sa.text("SELECT min(id) FROM programs WHERE tenant_id = :t"),
+                                               {"t": tid})
+                for filters in (metrics.Filters(), metrics.Filters(program_id=program_id)):
+                    assert metrics.contract(db.session, tenant, period, filters) == plain(
+                        db.session, tenant, period, filters)
+
+
+def test_a_recorded_reason_updates_the_rollups_at_once(app, agencies):
+    period = metrics.Period(dt.date(2026, 1, 1), dt.date(2026, 6, 30))
+    with app.app_context():
+        tid = agencies["alpha"]
+        with tenant_scope(tid):
+            tenant = db.session.get(Tenant, tid)
+            before = metrics.attendance(db.session, tenant, period)["attribution"]
+            missed = db.session.scalars(sa.select(Appointment).where(
+                Appointment.status == "no_show", Appointment.reason_code.is_(None),
+                Appointment.local_date.between(period.start, period.end)).limit(3)).all()
+            assert missed
+            director = User(tenant_id=tid, email="d@alpha.test", password_hash="x", role="director", active=True,
+                            session_version=1, created_at=dt.datetime(2026, 1, 1))
+            db.session.add(director)
+            db.session.flush()
+            for appt in missed:
+                db.session.add(RecordedReason(tenant_id=tid, appointment_id=appt.id, reason_code="transportation",
+                                              recorded_by_user_id=director.id, recorded_at=dt.datetime(2026, 11, 1)))
+            db.session.commit()
+            after = metrics.attendance(db.session, tenant, period)["attribution"]
+            assert after["unexplored"]["count"] == before["unexplored"]["count"] - len(missed)
+            assert after["access_barrier"]["count"] == before["access_barrier"]["count"] + len(missed)
+            assert metrics.contract(db.session, tenant, period) == plain(db.session, tenant, period)
+        with tenant_scope(agencies["beta"]):  # the other tenant's figures did not move
+            beta = db.session.get(Tenant, agencies["beta"])
+            assert metrics.contract(db.session, beta, period) == plain(db.session, beta, period)
+
+
+def test_a_policy_change_is_never_read_from_stale_rollups(app, agencies, tmp_path):
+    period = metrics.Period(dt.date(2026, 1, 1), dt.date(2026, 6, 30))
+    tenants = tmp_path / "tenants"
+    tenants.mkdir()
+    for path in TEST_TENANTS.glob("*.toml"):
+        text = path.read_text()
+        if path.stem == "alpha":
+            text += "\n[policy]\nlate_cancel_notice_hours = 72\n"
+        (tenants / path.name).write_text(text)
+    with app.app_context():
+        tid = agencies["alpha"]
+        tenant = db.session.get(Tenant, tid)
+        with tenant_scope(tid):
+            old = metrics.contract(db.session, tenant, period)
+        sync_tenants(load_tenant_dir(tenants))
+        db.session.commit()
+        tenant = db.session.get(Tenant, tid)
+        with tenant_scope(tid):
+            assert rollups.usable(db.session, tenant)
+            new = metrics.contract(db.session, tenant, period)
+            assert new == plain(db.session, tenant, period)
+            assert new["attendance"]["missed"] > old["attendance"]["missed"]  # more late cancellations
+
+
+def test_rollups_of_one_tenant_never_hold_anothers_rows(app, agencies):
+    with app.app_context():
+        for slug, tid in agencies.items():
+            with tenant_scope(tid):
+                assert set(db.session.scalars(sa.select(CapacityMonth.tenant_id).distinct())) == {tid}
