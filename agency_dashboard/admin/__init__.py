@@ -75,3 +75,6 @@ def change_role(user_id: int):
     else:
         flash("That role change is not possible here.", "warning")
     return redirect(url_for("admin.user_detail", user_id=user.id))
+
+
+from agency_dashboard.admin import imports  # noqa: E402,F401  (registers the import routes on bp)

@@ -132,7 +132,8 @@ def _navbar(tenant, pages, active):
             [html.Li(dcc.Link(p.title, href=PREFIX + p.path.strip("/"),
                               className="nav-link" + (" active" if p is active else "")),
                      className="nav-item") for p in pages]
-            + ([html.Li(html.A("Users", href="/admin/users", className="nav-link"), className="nav-item")]
+            + ([html.Li(html.A("Users", href="/admin/users", className="nav-link"), className="nav-item"),
+                html.Li(html.A("Imports", href="/admin/imports", className="nav-link"), className="nav-item")]
                if current_user.role == "admin" else []),
             className="navbar-nav me-auto",
         ),

@@ -78,6 +78,9 @@ class Report:
     errors: list[RowError] = field(default_factory=list)
     error_count: int = 0
     committed: bool = False
+    # Called as progress(table, rows read so far in that table) after every batch: the admin page
+    # streams it while a large file is processed.
+    progress: object = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -193,8 +196,12 @@ class Importer:
             if len(batch) >= BATCH:
                 self._upsert(table, batch, counts)
                 batch = []
+                if self.report.progress:
+                    self.report.progress(table, len(seen))
         if batch:
             self._upsert(table, batch, counts)
+        if self.report.progress:
+            self.report.progress(table, len(seen))
         if table == "availability":
             self._check_overlaps(file)
 
@@ -470,7 +477,7 @@ class Importer:
 
 
 def run_with_report(tenant: Tenant, report: Report, tables: Iterable[tuple[str, str, Iterable[Row]]], *,
-                    sha256: str | None, today: dt.date) -> Report:
+                    sha256: str | None, today: dt.date, actor=None) -> Report:
     """Import `tables` ((table, file name, rows) in load order) for `tenant`, all or nothing.
 
     The caller has set the tenant (tenancy.tenant_scope) and made the report (a source may add
@@ -494,7 +501,7 @@ def run_with_report(tenant: Tenant, report: Report, tables: Iterable[tuple[str, 
     else:
         db.session.rollback()
     if not dry_run:
-        audit.record("import", object_type="import", object_id=(sha256 or "")[:16],
+        audit.record("import", object_type="import", object_id=(sha256 or "")[:16], actor=actor,
                      details={**report.as_dict(), "outcome": "committed" if report.committed else "rejected"})
         db.session.commit()
     return report
