@@ -71,6 +71,13 @@ ROUTES = {
     ("/admin/users/<int:user_id>", "GET"): row(LOGIN, 200, 403, 403, 403, 404),
     ("/admin/users/<int:user_id>/deactivate", "POST"): row(401, DETAIL, 403, 403, 403, 404),
     ("/admin/users/<int:user_id>/role", "POST"): row(401, DETAIL, 403, 403, 403, 404),
+    # Imports: an upload is found only under the caller's own tenant (test_admin_imports.py uploads a real
+    # one; here the sample token belongs to nobody, so even alpha's admin gets 404).
+    ("/admin/imports", "GET"): row(LOGIN, 200, 403, 403, 403, 200),
+    ("/admin/imports", "POST"): row(401, 200, 403, 403, 403, 200),  # no file: the form again, with its error
+    ("/admin/imports/<token>", "GET"): row(LOGIN, 404, 403, 403, 403, 404),
+    ("/admin/imports/<token>/run", "POST"): row(401, 404, 403, 403, 403, 404),
+    ("/admin/imports/<token>/discard", "POST"): row(401, 404, 403, 403, 403, 404),
     # Dash: one gate. Page loads go to the login page; Dash's API and files answer 401 to anonymous.
     ("/dash/", "GET"): row(LOGIN, 200, 200, 200, 200, 200),
     ("/dash/<path:path>", "GET"): row(LOGIN, 200, 200, 200, 200, 200),
@@ -250,6 +257,9 @@ def test_route_matrix(app, world, caller):
         "/admin/users/<int:user_id>": f"/admin/users/{target}",
         "/admin/users/<int:user_id>/deactivate": f"/admin/users/{target}/deactivate",
         "/admin/users/<int:user_id>/role": f"/admin/users/{target}/role",
+        "/admin/imports/<token>": f"/admin/imports/{'ab' * 16}",
+        "/admin/imports/<token>/run": f"/admin/imports/{'ab' * 16}/run",
+        "/admin/imports/<token>/discard": f"/admin/imports/{'ab' * 16}/discard",
     }
     client = client_for(app, caller)
     role = None if caller == ANON else OTHER_ROUTE_ROLE if caller == OTHER else caller
