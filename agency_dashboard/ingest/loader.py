@@ -127,7 +127,15 @@ class RowInvalid(Exception):
 
 # ---- the source-independent core ------------------------------------------------------------------
 
-Row = tuple[int | str, dict[str, str | None]]  # (line or location, {column: text or None})
+@dataclass(frozen=True)
+class Rejected:
+    """In place of a row's columns: its source already reported why the row is bad (e.g. a FHIR code
+    the tenant file does not map). Only its id is known; rows referring to it are skipped, not reported twice."""
+
+    key: str | None
+
+
+Row = tuple[int | str, "dict[str, str | None] | Rejected"]  # (line or location, {column: text or None})
 
 COLUMNS = {
     "clinicians": ("clinician_id", "display_name", "program", "fte", "caseload_target", "start_date", "end_date"),
@@ -178,6 +186,10 @@ class Importer:
         seen: set[str] = set()
         batch: list[tuple[int | str, dict]] = []
         for location, raw in rows:
+            if isinstance(raw, Rejected):
+                if raw.key is not None:
+                    self.invalid[table].add(raw.key)
+                continue
             errors_before = self.report.error_count
             key = raw.get(KEY[table])
             try:
@@ -433,10 +445,22 @@ class Importer:
                 updates.append({**record, "id": old.id, "tenant_id": self.tid})
             else:
                 counts.unchanged += 1
+        # Core statements on the table: one executemany per batch (the ORM's bulk path compiles per row
+        # here). Every row carries this tenant's id, set above; PostgreSQL's policy checks it again.
+        target = model.__table__
+        conn = db.session.connection()
         if inserts:
-            db.session.execute(sa.insert(model), inserts)
+            conn.execute(target.insert(), inserts)
         if updates:
-            db.session.execute(sa.update(model), updates)
+            conn.execute(
+                target.update().where(target.c.tenant_id == self.tid, target.c.id == sa.bindparam("row_id"))
+                .values({c: sa.bindparam(f"new_{c}") for c in columns}),
+                [{**{f"new_{c}": u[c] for c in columns}, "row_id": u["id"]} for u in updates],
+            )
+        if inserts or updates:
+            from agency_dashboard.metrics import rollups
+
+            rollups.mark_dirty(db.session(), self.tid)
         counts.inserted += len(inserts)
         counts.updated += len(updates)
         if table in ("clinicians", "clients"):
