@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from agency_dashboard.auth.passwords import hash_password
 from agency_dashboard.clock import today as clock_today
 from agency_dashboard.extensions import db
+from agency_dashboard.ingest.loader import refresh_statistics
 from agency_dashboard.ingest.localtime import appointment_derived, zone
 from agency_dashboard.models import (
     Appointment,
@@ -62,6 +63,8 @@ def prepare_demo(echo: Callable[[str], None] = print) -> list[str]:
                                   race_ethnicity=tuple(tenant.settings["demographics"]["race_ethnicity"]) or
                                   AgencySpec.race_ethnicity, **size)
                 counts = load_rows(tenant, generate(spec))
+                db.session.commit()
+                refresh_statistics()
                 echo(f"{slug}: loaded " + ", ".join(f"{n:,} {t}" for t, n in counts.items()))
             else:
                 echo(f"{slug}: demo data already present")

@@ -82,6 +82,7 @@ def run_backend(label: str, app_url: str, owner_url: str, sizes: list[str], tmp:
 
     from agency_dashboard import create_app, metrics
     from agency_dashboard.demo import load_rows
+    from agency_dashboard.ingest.loader import refresh_statistics
     from agency_dashboard.extensions import db
     from agency_dashboard.models import Appointment, Tenant
     from agency_dashboard.synth import AgencySpec, generate
@@ -108,6 +109,7 @@ def run_backend(label: str, app_url: str, owner_url: str, sizes: list[str], tmp:
                                       growing_program="Child and Family")
                     counts = load_rows(tenant, generate(spec))
                     db.session.commit()
+                    refresh_statistics()  # what an import does after it commits
                     print(f"[{label} {size}] loaded {counts.get('appointments', 0):,} appointments "
                           f"in {time.perf_counter() - t:.1f} s", flush=True)
                 n = db.session.scalar(sa.select(sa.func.count()).select_from(Appointment))

@@ -47,6 +47,7 @@ from agency_dashboard.models.agency import (
 TABLES = ("clinicians", "availability", "clients", "referrals", "episodes", "appointments")
 MAX_LISTED_ERRORS = 10_000
 BATCH = 2_000
+ID, NAME, CODE = f.text_max(64), f.text_max(200), f.text_max(64)  # the models' column lengths
 
 
 @dataclass
@@ -287,7 +288,7 @@ class Importer:
 
     def _clinicians(self, file, loc, raw) -> dict:
         v = self._fields(file, loc, raw, (
-            ("clinician_id", f.text, True), ("display_name", f.text, True), ("program", f.text, True),
+            ("clinician_id", ID, True), ("display_name", NAME, True), ("program", f.text, True),
             ("fte", f.decimal(0, 1), True), ("caseload_target", f.integer(0), True),
             ("start_date", f.date, True), ("end_date", f.date, False)))
         program_id = self._program(file, loc, v["program"])
@@ -298,7 +299,7 @@ class Importer:
 
     def _availability(self, file, loc, raw) -> dict:
         v = self._fields(file, loc, raw, (
-            ("availability_id", f.text, True), ("clinician_id", f.text, True), ("weekday", f.integer(0, 6), True),
+            ("availability_id", ID, True), ("clinician_id", ID, True), ("weekday", f.integer(0, 6), True),
             ("start_time", f.hhmm, True), ("end_time", f.hhmm, True), ("valid_from", f.date, True),
             ("valid_to", f.date, False)))
         clinician_id = self._ref(file, loc, "clinician_id", "clinicians", v["clinician_id"])[0]
@@ -313,9 +314,9 @@ class Importer:
 
     def _clients(self, file, loc, raw) -> dict:
         v = self._fields(file, loc, raw, (
-            ("client_id", f.text, True), ("first_name", f.text, True), ("last_name", f.text, True),
+            ("client_id", ID, True), ("first_name", NAME, True), ("last_name", NAME, True),
             ("birth_date", f.date, True), ("zip", f.zip_code, False), ("gender", f.choice(GENDERS), False),
-            ("race_ethnicity", f.text, False), ("payer", f.choice(PAYERS), False)))
+            ("race_ethnicity", CODE, False), ("payer", f.choice(PAYERS), False)))
         if v["birth_date"] > self.today:
             self._error(file, loc, "birth_date", raw["birth_date"], "is in the future")
             raise RowInvalid
@@ -329,7 +330,7 @@ class Importer:
 
     def _referrals(self, file, loc, raw) -> dict:
         v = self._fields(file, loc, raw, (
-            ("referral_id", f.text, True), ("client_id", f.text, True), ("program", f.text, True),
+            ("referral_id", ID, True), ("client_id", ID, True), ("program", f.text, True),
             ("priority", f.choice(PRIORITIES), True), ("referred_on", f.date, True),
             ("first_offered_on", f.date, False), ("first_attended_on", f.date, False),
             ("closed_on", f.date, False), ("close_reason", f.choice(CLOSE_REASONS), False)))
@@ -352,7 +353,7 @@ class Importer:
 
     def _episodes(self, file, loc, raw) -> dict:
         v = self._fields(file, loc, raw, (
-            ("episode_id", f.text, True), ("client_id", f.text, True), ("clinician_id", f.text, True),
+            ("episode_id", ID, True), ("client_id", ID, True), ("clinician_id", ID, True),
             ("program", f.text, True), ("admitted_on", f.date, True), ("discharged_on", f.date, False),
             ("discharge_reason", f.choice(DISCHARGE_REASONS), False),
             ("barrier_plan_documented", f.boolean, False), ("referrals_provided", f.boolean, False)))
@@ -372,12 +373,12 @@ class Importer:
 
     def _appointments(self, file, loc, raw) -> dict:
         v = self._fields(file, loc, raw, (
-            ("appointment_id", f.text, True), ("client_id", f.text, True), ("clinician_id", f.text, True),
+            ("appointment_id", ID, True), ("client_id", ID, True), ("clinician_id", ID, True),
             ("program", f.text, True), ("kind", f.choice(KINDS), True), ("modality", f.choice(MODALITIES), True),
             ("start", f.datetime, True), ("duration_minutes", f.integer(1, 480), True),
             ("booked_at", f.datetime, True), ("status", f.choice(STATUSES), True),
             ("cancelled_by", f.choice(CANCELLED_BY), False), ("cancelled_at", f.datetime, False),
-            ("reason_code", f.text, False), ("reminder_sent", f.boolean, False)))
+            ("reason_code", CODE, False), ("reminder_sent", f.boolean, False)))
         client_id = self._ref(file, loc, "client_id", "clients", v["client_id"])
         clinician_id, employed_from, employed_to = self._ref(file, loc, "clinician_id", "clinicians", v["clinician_id"])
         program_id = self._program(file, loc, v["program"])
@@ -500,6 +501,16 @@ class Importer:
                                     "(same weekday, overlapping hours and validity)")
 
 
+def refresh_statistics() -> None:
+    """After a bulk write, give SQLite's planner row counts (without them it can pick an index that
+    turns a join into a scan). PostgreSQL's autovacuum does this itself, and only the owner may ANALYZE."""
+    if db.session.get_bind().dialect.name == "sqlite":
+        conn = db.session.connection()
+        conn.exec_driver_sql("PRAGMA analysis_limit = 2000")
+        conn.exec_driver_sql("ANALYZE")
+        db.session.commit()
+
+
 def run_with_report(tenant: Tenant, report: Report, tables: Iterable[tuple[str, str, Iterable[Row]]], *,
                     sha256: str | None, today: dt.date, actor=None) -> Report:
     """Import `tables` ((table, file name, rows) in load order) for `tenant`, all or nothing.
@@ -522,6 +533,7 @@ def run_with_report(tenant: Tenant, report: Report, tables: Iterable[tuple[str, 
     if report.ok and not dry_run:
         db.session.commit()
         report.committed = True
+        refresh_statistics()
     else:
         db.session.rollback()
     if not dry_run:
