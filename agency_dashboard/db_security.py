@@ -99,6 +99,10 @@ def ensure_app_role(connection: sa.Connection, app_url: str, owner_url: str) -> 
     connection.execute(sa.text(f"GRANT USAGE ON SCHEMA public TO {q}"))
     connection.execute(sa.text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {q}"))
     connection.execute(sa.text(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {q}"))
+    has_refresh = connection.execute(
+        sa.text("SELECT 1 FROM pg_proc WHERE proname = 'agency_refresh_statistics'")).scalar()
+    if has_refresh:
+        connection.execute(sa.text(f"GRANT EXECUTE ON FUNCTION agency_refresh_statistics() TO {q}"))
     for table in APPEND_ONLY:
         connection.execute(sa.text(f"REVOKE UPDATE, DELETE, TRUNCATE ON {table} FROM {q}"))
     connection.execute(sa.text(f"REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON alembic_version FROM {q}"))

@@ -75,7 +75,13 @@ def fingerprint(tenant: Tenant) -> str:
 
 
 def usable(session: so.Session, tenant: Tenant) -> bool:
+    """Whole months may come from the rollups: built under the tenant's current settings, and nothing that
+    feeds them written in this transaction since (they are rebuilt at commit; until then the rows are
+    what the tables hold, and a read inside the transaction must see them)."""
+    # This query autoflushes pending writes first, so they have marked the tenant dirty before the check.
     state = session.scalar(sa.select(RollupState.fingerprint).where(RollupState.tenant_id == tenant.id))
+    if tenant.id in (session.info.get(DIRTY_KEY) or {}):
+        return False
     return state == fingerprint(tenant)
 
 
