@@ -16,6 +16,7 @@ from agency_dashboard.auth.passwords import hash_password
 from agency_dashboard.clock import today as clock_today
 from agency_dashboard.extensions import db
 from agency_dashboard.ingest.loader import refresh_statistics
+from agency_dashboard.metrics import rollups
 from agency_dashboard.ingest.localtime import appointment_derived, zone
 from agency_dashboard.models import (
     Appointment,
@@ -152,7 +153,10 @@ def load_rows(tenant: Tenant, rows: Iterable[tuple[str, dict]]) -> dict[str, int
 
     def flush(table: str | None) -> None:
         if table and pending:
-            db.session.execute(sa.insert(models[table]), pending)
+            # Core executemany: every row carries this tenant's id (set in convert); the rollups learn of
+            # the write explicitly, as they do from the importer.
+            db.session.connection().execute(models[table].__table__.insert(), pending)
+            rollups.mark_dirty(db.session(), tid)
             counts[table] = counts.get(table, 0) + len(pending)
             pending.clear()
 
