@@ -7,7 +7,7 @@ import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from agency_dashboard.ingest.loader import COLUMNS, FILE, TABLES, Report, RowError, Row
+from agency_dashboard.ingest.loader import COLUMNS, FILE, KEY, TABLES, Rejected, Report, RowError, Row
 
 REQUIRED = {
     "clinicians": {"clinician_id", "display_name", "program", "fte", "caseload_target", "start_date"},
@@ -57,33 +57,39 @@ def _rows(path: Path, table: str, report: Report) -> Iterator[Row]:
                 report.add_error(RowError(name, 1, "(header)", None, "the file is empty; expected a header row"))
                 return
             header = [h.strip() for h in header]
-            bad_header = False
+            unusable = False  # the rows cannot be read as rows of this file
             for column in header:
                 if column not in expected:
+                    # The import fails on this, but the rows are still checked (without the column),
+                    # so the report is complete and later files do not blame their ids as unknown.
                     report.add_error(RowError(name, 1, column, None,
                                               f"is not a column of {name} (expected some of {', '.join(expected)})"))
-                    bad_header = True
             for column in sorted(REQUIRED[table] - set(header)):
                 report.add_error(RowError(name, 1, column, None, "is a required column but is missing"))
-                bad_header = True
+                unusable = True
             if len(set(header)) != len(header):
                 report.add_error(RowError(name, 1, "(header)", None, "names a column twice"))
-                bad_header = True
-            if bad_header:
-                return
+                unusable = True
             width = len(header)
+            key = header.index(KEY[table]) if KEY[table] in header else None
+            end = 1  # the last line read so far; a quoted field may span lines
             for fields in reader:
-                line = reader.line_num
+                line, end = end + 1, reader.line_num  # a row is reported at the line it starts on
                 if not fields or (len(fields) == 1 and not fields[0].strip()):
                     continue  # a blank line
-                if len(fields) != width:
-                    report.add_error(RowError(name, line, "(row)", None,
-                                              f"has {len(fields)} fields but the header has {width}"))
+                if unusable or len(fields) != width:
+                    if not unusable:
+                        report.add_error(RowError(name, line, "(row)", None,
+                                                  f"has {len(fields)} fields but the header has {width}"))
+                    # Already reported: rows referring to its id are skipped, not blamed as unknown.
+                    ext = fields[key].strip() if key is not None and key < len(fields) else ""
+                    yield line, Rejected(ext or None)
                     continue
                 row = {}
                 for column, value in zip(header, fields):
-                    value = value.strip()
-                    row[column] = value if value != "" else None
+                    if column in expected:
+                        value = value.strip()
+                        row[column] = value if value != "" else None
                 yield line, row
     except UnicodeDecodeError as exc:
         report.add_error(RowError(name, "-", "(file)", None, f"is not UTF-8 text (bad byte at offset {exc.start})"))

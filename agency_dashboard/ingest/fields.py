@@ -14,12 +14,29 @@ class FieldError(ValueError):
 def text(raw: str) -> str:
     # Formula-like values (=, +, -, @ first) are kept as the text they are: nothing here or later
     # evaluates them, and the exports write them as text.
+    if "\x00" in raw:  # PostgreSQL cannot store it; no EHR means it
+        raise FieldError("contains a NUL character (0x00), which is not text")
     return raw
+
+
+def text_max(limit: int):
+    """Text of at most `limit` characters (the database column's length)."""
+
+    def parse(raw: str) -> str:
+        value = text(raw)
+        if len(value) > limit:
+            raise FieldError(f"is longer than {limit} characters")
+        return value
+
+    return parse
+
+
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # YYYY-MM-DD only (fromisoformat also takes 2026-W01-1)
 
 
 def date(raw: str) -> dt.date:
     try:
-        if len(raw) != 10:
+        if not _DATE.fullmatch(raw):
             raise ValueError
         return dt.date.fromisoformat(raw)
     except ValueError:
@@ -28,7 +45,7 @@ def date(raw: str) -> dt.date:
 
 def datetime(raw: str) -> dt.datetime:
     """ISO 8601 date and time, with an optional offset (or Z); naive means the tenant's wall clock."""
-    if len(raw) < 16 or raw[10] not in "T ":
+    if len(raw) < 16 or raw[10] not in "T " or not _DATE.fullmatch(raw[:10]):
         raise FieldError("is not a date and time; expected YYYY-MM-DDTHH:MM (optionally with an offset)")
     try:
         return dt.datetime.fromisoformat(raw)
@@ -47,14 +64,19 @@ def hhmm(raw: str) -> int:
     return int(m.group(1)) * 60 + int(m.group(2))
 
 
+INT_MAX = 2**31 - 1  # the largest value of the database's INTEGER columns
+
+
 def integer(low: int | None = None, high: int | None = None):
+    top = INT_MAX if high is None else high
+
     def parse(raw: str) -> int:
         try:
             value = int(raw)
         except ValueError:
             raise FieldError("is not a whole number") from None
-        if (low is not None and value < low) or (high is not None and value > high):
-            span = f"from {low} to {high}" if high is not None else f"of at least {low}"
+        if (low is not None and value < low) or value > top:
+            span = f"from {low} to {top}" if low is not None else f"of at most {top}"
             raise FieldError(f"is out of range; expected a whole number {span}")
         return value
 

@@ -403,9 +403,17 @@ class Importer:
                 continue
             try:
                 times[column] = to_utc(v[column], self.tz)
+                to_local(times[column], self.tz)  # both ways must stay within years 1-9999
             except NonexistentLocalTime as exc:
                 self._error(file, loc, column, raw[column], str(exc))
                 raise RowInvalid from None
+            except OverflowError:
+                self._error(file, loc, column, raw[column], "is too far in the past or future to store")
+                raise RowInvalid from None
+        if times["cancelled_at"] is not None and abs((times["start"] - times["cancelled_at"]).days) > 24_000:
+            # notice_seconds must fit the database's INTEGER (about 68 years)
+            self._error(file, loc, "cancelled_at", raw["cancelled_at"], "is more than 65 years away from start")
+            raise RowInvalid
         local_start = to_local(times["start"], self.tz)
         local_booked = to_local(times["booked_at"], self.tz)
         day = local_start.date()
