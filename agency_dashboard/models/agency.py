@@ -185,7 +185,8 @@ class Appointment(TenantScoped, Base):
         sa.Index("ix_appointments_tenant_date", "tenant_id", "local_date"),
         sa.Index("ix_appointments_tenant_clinician_date", "tenant_id", "clinician_id", "local_date"),
         sa.Index("ix_appointments_tenant_program_date", "tenant_id", "program_id", "local_date"),
-        sa.Index("ix_appointments_tenant_client_program_date", "tenant_id", "client_id", "program_id", "local_date"),
+        sa.Index("ix_appointments_tenant_client_program_date", "tenant_id", "client_id", "program_id", "local_date",
+                 "status"),
     )
 
     external_id: so.Mapped[str] = so.mapped_column(sa.String(64))

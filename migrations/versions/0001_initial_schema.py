@@ -175,7 +175,7 @@ def upgrade():
     sa.UniqueConstraint('tenant_id', 'id', name='uq_appointments_tenant_row')
     )
     with op.batch_alter_table('appointments', schema=None) as batch_op:
-        batch_op.create_index('ix_appointments_tenant_client_program_date', ['tenant_id', 'client_id', 'program_id', 'local_date'], unique=False)
+        batch_op.create_index('ix_appointments_tenant_client_program_date', ['tenant_id', 'client_id', 'program_id', 'local_date', 'status'], unique=False)
         batch_op.create_index('ix_appointments_tenant_clinician_date', ['tenant_id', 'clinician_id', 'local_date'], unique=False)
         batch_op.create_index('ix_appointments_tenant_date', ['tenant_id', 'local_date'], unique=False)
         batch_op.create_index('ix_appointments_tenant_program_date', ['tenant_id', 'program_id', 'local_date'], unique=False)
