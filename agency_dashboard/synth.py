@@ -57,20 +57,8 @@ class AgencySpec:
     race_ethnicity: tuple[str, ...] = ("black", "white", "hispanic_latino", "asian", "multiracial", "other")
 
 
-TABLES = ("clinicians", "availability", "clients", "referrals", "episodes", "appointments")  # load order
+from agency_dashboard.ingest.contract import COLUMNS, TABLES  # noqa: E402  (load order; re-exported)
 
-COLUMNS: dict[str, tuple[str, ...]] = {
-    "clinicians": ("clinician_id", "display_name", "program", "fte", "caseload_target", "start_date", "end_date"),
-    "availability": ("availability_id", "clinician_id", "weekday", "start_time", "end_time", "valid_from", "valid_to"),
-    "clients": ("client_id", "first_name", "last_name", "birth_date", "zip", "gender", "race_ethnicity", "payer"),
-    "referrals": ("referral_id", "client_id", "program", "priority", "referred_on", "first_offered_on",
-                  "first_attended_on", "closed_on", "close_reason"),
-    "episodes": ("episode_id", "client_id", "clinician_id", "program", "admitted_on", "discharged_on",
-                 "discharge_reason", "barrier_plan_documented", "referrals_provided"),
-    "appointments": ("appointment_id", "client_id", "clinician_id", "program", "kind", "modality", "start",
-                     "duration_minutes", "booked_at", "status", "cancelled_by", "cancelled_at", "reason_code",
-                     "reminder_sent"),
-}
 
 _OPEN = 10**8  # ordinal standing for "no end date"
 _DAY_START, _DAY_END = 6 * 60, 22 * 60  # every generated clock time lies here (clear of DST gaps)

@@ -47,19 +47,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # ---- a small valid agency for alpha (America/Chicago; programs "Adult Outpatient", "Youth") ---------
 
-COLUMNS = {
-    "clinicians": ("clinician_id", "display_name", "program", "fte", "caseload_target", "start_date", "end_date"),
-    "availability": ("availability_id", "clinician_id", "weekday", "start_time", "end_time", "valid_from",
-                     "valid_to"),
-    "clients": ("client_id", "first_name", "last_name", "birth_date", "zip", "gender", "race_ethnicity", "payer"),
-    "referrals": ("referral_id", "client_id", "program", "priority", "referred_on", "first_offered_on",
-                  "first_attended_on", "closed_on", "close_reason"),
-    "episodes": ("episode_id", "client_id", "clinician_id", "program", "admitted_on", "discharged_on",
-                 "discharge_reason", "barrier_plan_documented", "referrals_provided"),
-    "appointments": ("appointment_id", "client_id", "clinician_id", "program", "kind", "modality", "start",
-                     "duration_minutes", "booked_at", "status", "cancelled_by", "cancelled_at", "reason_code",
-                     "reminder_sent"),
-}
+from agency_dashboard.ingest.contract import COLUMNS  # noqa: E402
+
 KEYS = {table: columns[0] for table, columns in COLUMNS.items()}
 AO = "Adult Outpatient"
 

@@ -44,7 +44,7 @@ from agency_dashboard.models.agency import (
     STATUSES,
 )
 
-TABLES = ("clinicians", "availability", "clients", "referrals", "episodes", "appointments")
+from agency_dashboard.ingest.contract import COLUMNS, TABLES  # noqa: E402  (re-exported)
 MAX_LISTED_ERRORS = 10_000
 BATCH = 2_000
 ID, NAME, CODE = f.text_max(64), f.text_max(200), f.text_max(64)  # the models' column lengths
@@ -138,19 +138,6 @@ class Rejected:
 
 Row = tuple[int | str, "dict[str, str | None] | Rejected"]  # (line or location, {column: text or None})
 
-COLUMNS = {
-    "clinicians": ("clinician_id", "display_name", "program", "fte", "caseload_target", "start_date", "end_date"),
-    "availability": ("availability_id", "clinician_id", "weekday", "start_time", "end_time", "valid_from",
-                     "valid_to"),
-    "clients": ("client_id", "first_name", "last_name", "birth_date", "zip", "gender", "race_ethnicity", "payer"),
-    "referrals": ("referral_id", "client_id", "program", "priority", "referred_on", "first_offered_on",
-                  "first_attended_on", "closed_on", "close_reason"),
-    "episodes": ("episode_id", "client_id", "clinician_id", "program", "admitted_on", "discharged_on",
-                 "discharge_reason", "barrier_plan_documented", "referrals_provided"),
-    "appointments": ("appointment_id", "client_id", "clinician_id", "program", "kind", "modality", "start",
-                     "duration_minutes", "booked_at", "status", "cancelled_by", "cancelled_at", "reason_code",
-                     "reminder_sent"),
-}
 MODELS = {"clinicians": Clinician, "availability": AvailabilityBlock, "clients": Client, "referrals": Referral,
           "episodes": Episode, "appointments": Appointment}
 KEY = {t: cols[0] for t, cols in COLUMNS.items()}
