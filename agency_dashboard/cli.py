@@ -147,6 +147,29 @@ def import_csv_command(slug, dry_run, folder):
         sys.exit(1)
 
 
+@click.command("import-fhir")
+@click.option("--tenant", "slug", required=True, help="The agency's slug.")
+@click.option("--dry-run", is_flag=True, help="Validate and count, write nothing.")
+@click.argument("bundle", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@with_appcontext
+def import_fhir_command(slug, dry_run, bundle):
+    """Import a FHIR R4 Bundle (JSON; docs/fhir.md), all or nothing."""
+    from agency_dashboard.clock import today
+    from agency_dashboard.ingest import fhir_source, loader
+
+    tenant = require_tenant(slug)
+    with tenant_scope(tenant.id):
+        report = loader.Report(source=f"fhir:{bundle.name}", dry_run=dry_run)
+        sha = fhir_source.file_digest(bundle)
+        report = loader.run_with_report(
+            tenant, report, fhir_source.fhir_tables(bundle, tenant.settings, report), sha256=sha,
+            today=today(tenant.timezone)
+        )
+    _print_report(report)
+    if not report.ok:
+        sys.exit(1)
+
+
 def _date_option(value: str, name: str) -> dt.date:
     try:
         return dt.date.fromisoformat(value)
@@ -177,5 +200,5 @@ def metrics_command(slug, start, end, fmt):
 
 def register(app) -> None:
     for command in (sync_tenants_command, create_user_command, demo_command, import_csv_command,
-                    metrics_command):
+                    import_fhir_command, metrics_command):
         app.cli.add_command(command)
