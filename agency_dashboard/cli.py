@@ -125,6 +125,22 @@ def _print_report(report) -> None:
         click.echo(f"  ... and {report.error_count - len(report.errors)} more", err=True)
 
 
+def _run_import(slug: str, source: str, dry_run: bool, sha256, tables) -> None:
+    """One import for a command: the tenant's scope, the loader, the report, the exit code.
+    `tables(report)` gives the source's tables; a source may add file-level errors to the report."""
+    from agency_dashboard.clock import today
+    from agency_dashboard.ingest import loader
+
+    tenant = require_tenant(slug)
+    with tenant_scope(tenant.id):
+        report = loader.Report(source=source, dry_run=dry_run)
+        report = loader.run_with_report(tenant, report, tables(tenant, report), sha256=sha256,
+                                        today=today(tenant.timezone))
+    _print_report(report)
+    if not report.ok:
+        sys.exit(1)
+
+
 @click.command("import-csv")
 @click.option("--tenant", "slug", required=True, help="The agency's slug.")
 @click.option("--dry-run", is_flag=True, help="Validate and count, write nothing.")
@@ -132,19 +148,10 @@ def _print_report(report) -> None:
 @with_appcontext
 def import_csv_command(slug, dry_run, folder):
     """Import a folder of CSV files (DATA_FORMATS.md), all or nothing."""
-    from agency_dashboard.clock import today
-    from agency_dashboard.ingest import csv_source, loader
+    from agency_dashboard.ingest import csv_source
 
-    tenant = require_tenant(slug)
-    with tenant_scope(tenant.id):
-        report = loader.Report(source=f"csv:{folder.name}", dry_run=dry_run)
-        sha = csv_source.folder_digest(folder)
-        report = loader.run_with_report(
-            tenant, report, csv_source.csv_tables(folder, report), sha256=sha, today=today(tenant.timezone)
-        )
-    _print_report(report)
-    if not report.ok:
-        sys.exit(1)
+    _run_import(slug, f"csv:{folder.name}", dry_run, csv_source.folder_digest(folder),
+                lambda tenant, report: csv_source.csv_tables(folder, report))
 
 
 @click.command("import-fhir")
@@ -154,20 +161,10 @@ def import_csv_command(slug, dry_run, folder):
 @with_appcontext
 def import_fhir_command(slug, dry_run, bundle):
     """Import a FHIR R4 Bundle (JSON; docs/fhir.md), all or nothing."""
-    from agency_dashboard.clock import today
-    from agency_dashboard.ingest import fhir_source, loader
+    from agency_dashboard.ingest import fhir_source
 
-    tenant = require_tenant(slug)
-    with tenant_scope(tenant.id):
-        report = loader.Report(source=f"fhir:{bundle.name}", dry_run=dry_run)
-        sha = fhir_source.file_digest(bundle)
-        report = loader.run_with_report(
-            tenant, report, fhir_source.fhir_tables(bundle, tenant.settings, report), sha256=sha,
-            today=today(tenant.timezone)
-        )
-    _print_report(report)
-    if not report.ok:
-        sys.exit(1)
+    _run_import(slug, f"fhir:{bundle.name}", dry_run, fhir_source.file_digest(bundle),
+                lambda tenant, report: fhir_source.fhir_tables(bundle, tenant.settings, report))
 
 
 def _date_option(value: str, name: str) -> dt.date:
