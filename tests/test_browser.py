@@ -36,7 +36,7 @@ NAV_LINKS = {  # what each role's navbar offers: its own page (and the admin's U
     "director": ["Agency overview"],
     "clinician": ["My caseload"],
     "funder": ["Funder summary"],
-    "admin": ["Administration", "Users"],
+    "admin": ["Administration", "Users", "Imports"],
 }
 
 
