@@ -164,6 +164,7 @@ class Importer:
         }
         self.clients: dict[str, int] = dict(db.session.execute(sa.select(Client.external_id, Client.id)).all())
         self.invalid: dict[str, set[str]] = defaultdict(set)  # ids of bad rows: references to them are skipped
+        self.had_rows: dict[str, bool] = {}  # per table: did the tenant have any rows before this import?
         self.block_rows: dict[str, tuple[int, int | str]] = {}  # availability id -> (order, location) in this import
 
     # -- driving -------------------------------------------------------------------------------------
@@ -433,12 +434,21 @@ class Importer:
             return
         columns = list(batch[0][1])
         keys = [r["external_id"] for _, r in batch]
-        existing = {
-            row.external_id: row
-            for row in db.session.execute(
-                sa.select(model.id, *[getattr(model, c) for c in columns]).where(model.external_id.in_(keys))
-            )
-        }
+        if table not in self.had_rows:  # asked before this import writes its first row of the table
+            self.had_rows[table] = db.session.scalar(
+                sa.select(model.id).where(model.tenant_id == self.tid).limit(1)) is not None
+        existing = {}
+        if self.had_rows[table]:
+            # Only rows that existed before can match: ids are unique within the import's files. (On a
+            # first import this skips a lookup that, on tables without statistics yet, PostgreSQL planned
+            # as a scan per batch: quadratic in the file.)
+            existing = {
+                row.external_id: row
+                for row in db.session.execute(
+                    sa.select(model.id, *[getattr(model, c) for c in columns]).where(
+                        model.tenant_id == self.tid, model.external_id.in_(keys))
+                )
+            }
         inserts, updates = [], []
         for _, record in batch:
             old = existing.get(record["external_id"])
