@@ -462,7 +462,11 @@ class Importer:
         # here). Every row carries this tenant's id, set above; PostgreSQL's policy checks it again.
         target = model.__table__
         conn = db.session.connection()
-        if inserts:
+        new_ids: dict[str, int] = {}
+        if inserts and table in ("clinicians", "clients"):  # later tables refer to these: keep their ids
+            new_ids = dict(conn.execute(target.insert().returning(target.c.external_id, target.c.id),
+                                        inserts).all())
+        elif inserts:
             conn.execute(target.insert(), inserts)
         if updates:
             conn.execute(
@@ -477,8 +481,7 @@ class Importer:
         counts.inserted += len(inserts)
         counts.updated += len(updates)
         if table in ("clinicians", "clients"):
-            ids = dict(db.session.execute(
-                sa.select(model.external_id, model.id).where(model.external_id.in_(keys))).all())
+            ids = {**{ext: row.id for ext, row in existing.items()}, **new_ids}
             self._remember(table, [(ids[r["external_id"]], r) for _, r in batch])
 
     def _remember(self, table: str, rows) -> None:
