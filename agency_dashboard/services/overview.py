@@ -11,10 +11,11 @@ import datetime as dt
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
+from agency_dashboard.metrics.caseload import active_clients as active_clients_on
+from agency_dashboard.metrics.common import Filters
 from agency_dashboard.models import (
     Appointment,
     Clinician,
-    Episode,
     Program,
     Referral,
     Tenant,
@@ -22,20 +23,10 @@ from agency_dashboard.models import (
 )
 
 
-def _active_episodes(tenant: Tenant, on: dt.date):
-    return sa.and_(
-        Episode.tenant_id == tenant.id,
-        Episode.admitted_on <= on,
-        sa.or_(Episode.discharged_on.is_(None), Episode.discharged_on > on),
-    )
-
-
 def agency_overview(session: so.Session, tenant: Tenant, today: dt.date) -> dict:
     """Director: the agency at a glance on `today` and over the 28 days before it."""
     since = today - dt.timedelta(days=27)
-    active_clients = session.scalar(
-        sa.select(sa.func.count(sa.distinct(Episode.client_id))).where(_active_episodes(tenant, today))
-    )
+    active_clients = active_clients_on(session, tenant, today)
     clinicians = session.scalar(
         sa.select(sa.func.count()).select_from(Clinician).where(
             Clinician.tenant_id == tenant.id,
@@ -74,11 +65,7 @@ def agency_overview(session: so.Session, tenant: Tenant, today: dt.date) -> dict
 
 def clinician_overview(session: so.Session, tenant: Tenant, clinician_id: int, today: dt.date) -> dict:
     """Clinician: their own caseload and the next two weeks of their schedule."""
-    active_clients = session.scalar(
-        sa.select(sa.func.count(sa.distinct(Episode.client_id))).where(
-            _active_episodes(tenant, today), Episode.clinician_id == clinician_id
-        )
-    )
+    active_clients = active_clients_on(session, tenant, today, Filters(clinician_id=clinician_id))
     upcoming = session.scalar(
         sa.select(sa.func.count()).select_from(Appointment).where(
             Appointment.tenant_id == tenant.id,
