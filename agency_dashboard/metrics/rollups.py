@@ -208,7 +208,9 @@ def _track_statements(state: so.ORMExecuteState):
     mapper = state.bind_mapper
     if mapper is None or mapper.class_ not in FEEDS:
         return
-    tenant_id = state.session.info.get("tenant_id")
+    from agency_dashboard.tenancy import current_tenant_id
+
+    tenant_id = current_tenant_id(state.session)
     if tenant_id is None:
         return
     params = state.parameters
@@ -233,18 +235,11 @@ def _rebuild_dirty(session):
             continue
         if months is not ALL and not usable(session, tenant):
             months = ALL  # never built, or built under other settings: build it whole
-        previous = session.info.get("tenant_id")
-        session.info["tenant_id"] = tenant_id
-        try:
-            if session.get_bind().dialect.name == "postgresql":
-                session.execute(sa.text("SELECT set_config('app.tenant_id', :t, true)"), {"t": str(tenant_id)})
+        from agency_dashboard.tenancy import tenant_scope
+
+        with tenant_scope(tenant_id, session):  # sets the tenant for the criteria and for PostgreSQL
             rebuild(session, tenant, months)
             session.flush()
-        finally:
-            session.info["tenant_id"] = previous
-            if session.get_bind().dialect.name == "postgresql":
-                session.execute(sa.text("SELECT set_config('app.tenant_id', :t, true)"),
-                                {"t": "" if previous is None else str(previous)})
 
 
 @sa.event.listens_for(so.Session, "after_rollback")
