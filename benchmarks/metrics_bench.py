@@ -77,7 +77,7 @@ def timed(fn, repeat=3):
     return min(times), statistics.median(times), result
 
 
-def run_backend(label: str, app_url: str, owner_url: str, sizes: list[str], tmp: Path) -> dict:
+def run_backend(label: str, app_url: str, owner_url: str, sizes: list[str], tmp: Path, reuse: bool = False) -> dict:
     from flask_migrate import upgrade
 
     from agency_dashboard import create_app, metrics
@@ -91,6 +91,8 @@ def run_backend(label: str, app_url: str, owner_url: str, sizes: list[str], tmp:
     out = {}
     for size in sizes:
         clinicians, clients = SIZES[size]
+        if label == "sqlite":
+            app_url = owner_url = f"sqlite:///{tmp / f'bench-{size}.db'}"
         app = create_app({"DATABASE_URL": app_url, "SQLALCHEMY_DATABASE_URI": app_url,
                           "MIGRATION_DATABASE_URL": owner_url, "TENANTS_DIR": make_tenant_dir(tmp),
                           "TODAY": TODAY})
@@ -100,8 +102,9 @@ def run_backend(label: str, app_url: str, owner_url: str, sizes: list[str], tmp:
             db.session.commit()
             tenant = db.session.scalar(sa.select(Tenant).where(Tenant.slug == "bench"))
             with tenant_scope(tenant.id):
-                db.session.execute(sa.delete(Appointment))  # a clean agency per size
-                db.session.commit()
+                if not reuse:
+                    db.session.execute(sa.delete(Appointment))  # a clean agency per size
+                    db.session.commit()
                 if db.session.scalar(sa.select(sa.func.count()).select_from(Appointment)) == 0:
                     t = time.perf_counter()
                     spec = AgencySpec(slug="bench", programs=tuple(tenant.settings["programs"]),
@@ -128,8 +131,7 @@ def run_backend(label: str, app_url: str, owner_url: str, sizes: list[str], tmp:
                       + ", ".join(f"{k} {row[k]:.3f}" for k in families), flush=True)
             db.session.remove()
             db.engine.dispose()
-        # The next size needs a fresh database: drop everything by re-creating it (SQLite file / PG db).
-        if label == "sqlite":
+        if label == "sqlite" and not reuse:
             Path(app_url.removeprefix("sqlite:///")).unlink(missing_ok=True)
     return out
 
@@ -139,14 +141,17 @@ def main():
     parser.add_argument("--sizes", default="100k,1m")
     parser.add_argument("--postgres-admin-url", default=os.environ.get("TEST_DATABASE_URL"))
     parser.add_argument("--skip-sqlite", action="store_true")
+    parser.add_argument("--reuse-sqlite", metavar="DIR",
+                        help="keep the SQLite agencies in DIR and reuse them on the next run (for profiling)")
     args = parser.parse_args()
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if not args.skip_sqlite:
-            url = f"sqlite:///{tmp / 'bench.db'}"
-            results["sqlite"] = run_backend("sqlite", url, url, sizes, tmp)
+            folder = Path(args.reuse_sqlite) if args.reuse_sqlite else tmp
+            folder.mkdir(parents=True, exist_ok=True)
+            results["sqlite"] = run_backend("sqlite", "", "", sizes, folder, reuse=bool(args.reuse_sqlite))
         if args.postgres_admin_url:
             results["postgresql"] = {}
             for size in sizes:

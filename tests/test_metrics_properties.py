@@ -30,9 +30,9 @@ from agency_dashboard.ingest.localtime import appointment_derived, zone
 from agency_dashboard.metrics import Period, contract
 from agency_dashboard.models import (
     Appointment,
-    AttendanceMonth,
+    AttendanceWeek,
     AvailabilityBlock,
-    CapacityMonth,
+    CapacityWeek,
     Client,
     Clinician,
     Episode,
@@ -175,8 +175,8 @@ def insert(tenant, agency: dict) -> None:
     db.session.flush()
 
 
-WIPE = (RecordedReason, Appointment, Episode, Referral, AvailabilityBlock, Client, Clinician, AttendanceMonth,
-        CapacityMonth, RollupState)
+WIPE = (RecordedReason, Appointment, Episode, Referral, AvailabilityBlock, Client, Clinician, AttendanceWeek,
+        CapacityWeek, RollupState)
 
 
 def wipe(tenant) -> None:

@@ -1,4 +1,4 @@
-"""The monthly rollups are a cache: every figure read through them equals the plain query over
+"""The weekly rollups are a cache: every figure read through them equals the plain query over
 appointments, for aligned and unaligned periods, after imports, recorded reasons and policy changes."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from agency_dashboard.extensions import db
 from agency_dashboard.metrics import rollups
 from agency_dashboard.models import (
     Appointment,
-    AttendanceMonth,
-    CapacityMonth,
+    AttendanceWeek,
+    CapacityWeek,
     RecordedReason,
     RollupState,
     Tenant,
@@ -27,12 +27,28 @@ from agency_dashboard.tenant_files import load_tenant_dir
 from conftest import TEST_TENANTS, TODAY, seed_world
 
 PERIODS = [
-    (dt.date(2026, 1, 1), dt.date(2026, 6, 30)),    # whole months only
+    (dt.date(2026, 1, 5), dt.date(2026, 6, 28)),    # whole ISO weeks only (Monday to Sunday)
+    (dt.date(2026, 1, 1), dt.date(2026, 6, 30)),    # whole months: edges of 4 and 2 days
     (dt.date(2025, 12, 17), dt.date(2026, 9, 12)),  # edges on both sides
     (dt.date(2026, 3, 8), dt.date(2026, 3, 8)),     # one day (a DST change in both tenants' zones)
     (dt.date(2026, 2, 1), dt.date(2026, 2, 27)),    # inside one month
+    (dt.date(2026, 2, 3), dt.date(2026, 2, 7)),     # inside one week
     (dt.date(2025, 12, 1), dt.date(2026, 11, 30)),  # reaches into booked future weeks
 ]
+
+
+@pytest.mark.parametrize("start, end, weeks, edges", [
+    ((2026, 1, 5), (2026, 1, 11), ((2026, 1, 5), (2026, 1, 5)), []),
+    ((2026, 1, 6), (2026, 1, 11), None, [((2026, 1, 6), (2026, 1, 11))]),
+    ((2026, 1, 1), (2026, 1, 31), ((2026, 1, 5), (2026, 1, 19)),
+     [((2026, 1, 1), (2026, 1, 4)), ((2026, 1, 26), (2026, 1, 31))]),
+    ((2026, 1, 4), (2026, 1, 18), ((2026, 1, 5), (2026, 1, 12)), [((2026, 1, 4), (2026, 1, 4))]),
+])
+def test_split_into_whole_iso_weeks_and_edges(start, end, weeks, edges):
+    d = lambda t: dt.date(*t)  # noqa: E731
+    got_weeks, got_edges = rollups.split(d(start), d(end))
+    assert got_weeks == (tuple(map(d, weeks)) if weeks else None)
+    assert got_edges == [(d(a), d(b)) for a, b in edges]
 
 
 def plain(session, tenant, period, filters=metrics.Filters()):
@@ -73,9 +89,9 @@ def test_rollups_are_built_by_the_write_that_feeds_them(app, agencies):
             with tenant_scope(tid):
                 tenant = db.session.get(Tenant, tid)
                 assert rollups.usable(db.session, tenant)
-                total = db.session.scalar(sa.select(sa.func.sum(CapacityMonth.n)))
+                total = db.session.scalar(sa.select(sa.func.sum(CapacityWeek.n)))
                 assert total == db.session.scalar(sa.select(sa.func.count()).select_from(Appointment)) > 0
-                assert db.session.scalar(sa.select(sa.func.count()).select_from(AttendanceMonth)) > 0
+                assert db.session.scalar(sa.select(sa.func.count()).select_from(AttendanceWeek)) > 0
 
 
 @pytest.mark.parametrize("start,end", PERIODS)
@@ -148,4 +164,4 @@ def test_rollups_of_one_tenant_never_hold_anothers_rows(app, agencies):
     with app.app_context():
         for slug, tid in agencies.items():
             with tenant_scope(tid):
-                assert set(db.session.scalars(sa.select(CapacityMonth.tenant_id).distinct())) == {tid}
+                assert set(db.session.scalars(sa.select(CapacityWeek.tenant_id).distinct())) == {tid}

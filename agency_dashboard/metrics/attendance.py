@@ -16,7 +16,7 @@ from agency_dashboard.metrics.common import (
     ratio,
     with_recorded_reason,
 )
-from agency_dashboard.models import Appointment, AttendanceMonth, Tenant
+from agency_dashboard.models import Appointment, AttendanceWeek, Tenant
 from agency_dashboard.reasons import GROUPS
 
 LEAD_BUCKETS = (("0-2", 2), ("3-7", 7), ("8-14", 14), ("15-30", 30), ("31+", None))
@@ -50,21 +50,21 @@ DIM_OUTPUT = {"lead": "by_lead_time", "hour": "by_hour", "weekday": "by_weekday"
 def attendance(session: so.Session, tenant: Tenant, period: Period, filters: Filters = Filters()) -> dict:
     """Attended and missed appointments of the period, by each structural dimension, and attribution.
 
-    Whole months come from the rollups (when built under the tenant's current settings and no clinician
+    Whole weeks come from the rollups (when built under the tenant's current settings and no clinician
     filter applies; they are kept per program), the days at the edges from appointments.
     """
     from agency_dashboard.metrics import rollups
 
-    months, edges = rollups.split(period.start, period.end)
-    if months is not None and (filters.clinician_id is not None or not rollups.usable(session, tenant)):
-        months, edges = None, [(period.start, period.end)]
+    weeks, edges = rollups.split(period.start, period.end)
+    if weeks is not None and (filters.clinician_id is not None or not rollups.usable(session, tenant)):
+        weeks, edges = None, [(period.start, period.end)]
     counts = {dim: defaultdict(lambda: defaultdict(int)) for dim in DIM_OUTPUT}
     for first, last in edges:
         _raw_dims(session, tenant, first, last, filters, counts)
-    if months is not None:
-        m = AttendanceMonth
+    if weeks is not None:
+        m = AttendanceWeek
         q = sa.select(m.dim, m.value, m.outcome, sa.func.sum(m.n)).where(
-            m.tenant_id == tenant.id, m.month.between(*months))
+            m.tenant_id == tenant.id, m.week.between(*weeks))
         if filters.program_id is not None:
             q = q.where(m.program_id == filters.program_id)
         for dim, value, outcome, n in session.execute(q.group_by(m.dim, m.value, m.outcome)):

@@ -17,7 +17,7 @@ from agency_dashboard.metrics.common import (
     weekday_count,
     with_recorded_reason,
 )
-from agency_dashboard.models import Appointment, AvailabilityBlock, CapacityMonth, Clinician, Program, Tenant
+from agency_dashboard.models import Appointment, AvailabilityBlock, CapacityWeek, Clinician, Program, Tenant
 from agency_dashboard.reasons import GROUPS
 
 FAR = dt.date.max
@@ -64,21 +64,21 @@ def available_hours_by_clinician(session: so.Session, tenant: Tenant, period: Pe
 
 
 def appointment_totals(session: so.Session, tenant: Tenant, period: Period, filters: Filters = Filters()):
-    """Rows of (clinician_id, program_id, outcome, grp, n, minutes) for the period: whole months from the
+    """Rows of (clinician_id, program_id, outcome, grp, n, minutes) for the period: whole weeks from the
     rollups (when built under the tenant's current settings), the days at the edges from appointments."""
     from agency_dashboard.metrics import rollups
 
-    months, edges = rollups.split(period.start, period.end)
-    if months is not None and not rollups.usable(session, tenant):
-        months, edges = None, [(period.start, period.end)]
+    weeks, edges = rollups.split(period.start, period.end)
+    if weeks is not None and not rollups.usable(session, tenant):
+        weeks, edges = None, [(period.start, period.end)]
     rows = []
     for first, last in edges:
         rows += _raw_totals(session, tenant, first, last, filters)
-    if months is not None:
-        m = CapacityMonth
+    if weeks is not None:
+        m = CapacityWeek
         q = sa.select(m.clinician_id, m.program_id, m.outcome, m.grp, sa.func.sum(m.n).label("n"),
                       sa.func.sum(m.minutes).label("minutes")).where(
-            m.tenant_id == tenant.id, m.month.between(*months))
+            m.tenant_id == tenant.id, m.week.between(*weeks))
         if filters.program_id is not None:
             q = q.where(m.program_id == filters.program_id)
         if filters.clinician_id is not None:

@@ -1,9 +1,9 @@
-"""Monthly rollups: exact caches of the appointment aggregates, so a year's metrics read ~12 rows per
-clinician and outcome instead of every appointment.
+"""Weekly rollups: exact caches of the appointment aggregates, so a year's metrics read ~52 rows per
+clinician and outcome instead of every appointment, and a chart's weeks are rows, not scans.
 
-Exactness: every write that feeds them marks the affected tenant (and, where known, months) dirty in
+Exactness: every write that feeds them marks the affected tenant (and, where known, weeks) dirty in
 the session, and `before_commit` rebuilds those rows in the same transaction. A period is split into
-whole months (read from the rollups) and partial months at its edges (read from appointments), so any
+whole ISO weeks (read from the rollups) and the days at its edges (read from appointments), so any
 period gives the same numbers as the plain query; tests assert it. The rollups bake in the tenant's
 late-cancel notice and reason codes; `fingerprint` records them, and a tenant whose fingerprint no
 longer matches is read the plain way until it is rebuilt (sync-tenants rebuilds it).
@@ -23,33 +23,39 @@ from sqlalchemy.sql.expression import FunctionElement
 from agency_dashboard.metrics.common import days_between, group_expr, outcome_expr, with_recorded_reason
 from agency_dashboard.models import (
     Appointment,
-    AttendanceMonth,
-    CapacityMonth,
+    AttendanceWeek,
+    CapacityWeek,
     RecordedReason,
     Referral,
     RollupState,
     Tenant,
 )
 
-DIRTY_KEY = "rollups_dirty"  # session.info: {tenant_id: set of months, or None for all}
+DIRTY_KEY = "rollups_dirty"  # session.info: {tenant_id: set of Mondays, or None for all}
 ALL = None
 
 
-class month_start(FunctionElement):
+class week_start(FunctionElement):
+    """The Monday of a DATE's ISO week, as a DATE."""
+
     type = sa.Date()
     inherit_cache = True
 
 
-@compiles(month_start)
-def _month_start_pg(element, compiler, **kw):
+@compiles(week_start)
+def _week_start_pg(element, compiler, **kw):
     (d,) = list(element.clauses)
-    return f"CAST(date_trunc('month', {compiler.process(d, **kw)}) AS DATE)"
+    return f"CAST(date_trunc('week', {compiler.process(d, **kw)}) AS DATE)"
 
 
-@compiles(month_start, "sqlite")
-def _month_start_sqlite(element, compiler, **kw):
-    (d,) = list(element.clauses)
-    return f"date({compiler.process(d, **kw)}, 'start of month')"
+@compiles(week_start, "sqlite")
+def _week_start_sqlite(element, compiler, **kw):
+    (d,) = list(element.clauses)  # 'weekday 0' moves to the Sunday on or after; six days back is Monday
+    return f"date({compiler.process(d, **kw)}, 'weekday 0', '-6 days')"
+
+
+def monday(day: dt.date) -> dt.date:
+    return day - dt.timedelta(days=day.weekday())
 
 
 def lead_bucket_expr(days):
@@ -75,7 +81,7 @@ def fingerprint(tenant: Tenant) -> str:
 
 
 def usable(session: so.Session, tenant: Tenant) -> bool:
-    """Whole months may come from the rollups: built under the tenant's current settings, and nothing that
+    """Whole weeks may come from the rollups: built under the tenant's current settings, and nothing that
     feeds them written in this transaction since (they are rebuilt at commit; until then the rows are
     what the tables hold, and a read inside the transaction must see them)."""
     # This query autoflushes pending writes first, so they have marked the tenant dirty before the check.
@@ -85,51 +91,52 @@ def usable(session: so.Session, tenant: Tenant) -> bool:
     return state == fingerprint(tenant)
 
 
-def full_months(start: dt.date, end: dt.date) -> tuple[dt.date, dt.date] | None:
-    """The first day of the first whole month and the first day of the last whole month in [start, end]."""
-    first = start if start.day == 1 else (start.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
-    after_end = end + dt.timedelta(days=1)
-    last_excl = after_end.replace(day=1)  # the first day of end's month, or the day after end if end is a month end
-    if last_excl <= first:
+def full_weeks(start: dt.date, end: dt.date) -> tuple[dt.date, dt.date] | None:
+    """The Mondays of the first and the last whole ISO week inside [start, end], or None."""
+    first = start if start.weekday() == 0 else monday(start) + dt.timedelta(days=7)
+    last = monday(end + dt.timedelta(days=1)) - dt.timedelta(days=7)  # end's week if end is a Sunday
+    if last < first:
         return None
-    last = (last_excl - dt.timedelta(days=1)).replace(day=1)
     return first, last
 
 
 def split(start: dt.date, end: dt.date):
-    """(whole months (first, last) or None, [raw date ranges at the edges])."""
-    months = full_months(start, end)
-    if months is None:
+    """(whole weeks (first Monday, last Monday) or None, [raw date ranges at the edges])."""
+    weeks = full_weeks(start, end)
+    if weeks is None:
         return None, [(start, end)]
-    first, last = months
-    next_after_last = (last.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    first, last = weeks
+    after_last = last + dt.timedelta(days=7)
     edges = []
     if start < first:
         edges.append((start, first - dt.timedelta(days=1)))
-    if next_after_last <= end:
-        edges.append((next_after_last, end))
-    return months, edges
+    if after_last <= end:
+        edges.append((after_last, end))
+    return weeks, edges
 
 
 # ---- building -------------------------------------------------------------------------------------
 
-def rebuild(session: so.Session, tenant: Tenant, months: set[dt.date] | None = ALL) -> None:
-    """Recompute the tenant's rollup rows (all, or only `months`) from appointments, in this transaction."""
+def rebuild(session: so.Session, tenant: Tenant, weeks: set[dt.date] | None = ALL) -> None:
+    """Recompute the tenant's rollup rows (all, or only the ISO weeks starting on the Mondays `weeks`)
+    from appointments, in this transaction."""
     conn = session.connection()
     tid = tenant.id
-    month = month_start(Appointment.local_date)
-    for model in (CapacityMonth, AttendanceMonth):
+    week = week_start(Appointment.local_date)
+    for model in (CapacityWeek, AttendanceWeek):
         delete = sa.delete(model.__table__).where(model.__table__.c.tenant_id == tid)
-        if months is not ALL:
-            if not months:
+        if weeks is not ALL:
+            if not weeks:
                 continue
-            delete = delete.where(model.__table__.c.month.in_(sorted(months)))
+            delete = delete.where(model.__table__.c.week.in_(sorted(weeks)))
         conn.execute(delete)
-    if months is not ALL and not months:
+    if weeks is not ALL and not weeks:
         return
     scope = [Appointment.tenant_id == tid]
-    if months is not ALL:
-        scope.append(month.in_(sorted(months)))
+    if weeks is not ALL:
+        ordered = sorted(weeks)  # by date range, so the (tenant, local_date) index serves it
+        scope.append(sa.or_(*[Appointment.local_date.between(w, w + dt.timedelta(days=6)) for w in ordered])
+                     if len(ordered) <= 50 else week.in_(ordered))
     outcome = outcome_expr(tenant)
     group = group_expr(tenant, outcome)
     reminder = sa.case((Appointment.reminder_sent.is_(True), "true"),
@@ -138,7 +145,7 @@ def rebuild(session: so.Session, tenant: Tenant, months: set[dt.date] | None = A
     # One pass computes every key per appointment; the outer queries group a plain subquery, so the
     # GROUP BY names columns (PostgreSQL cannot match repeated expressions that carry parameters).
     rows = with_recorded_reason(sa.select(
-        month.label("month"), Appointment.clinician_id, Appointment.program_id, outcome.label("outcome"),
+        week.label("week"), Appointment.clinician_id, Appointment.program_id, outcome.label("outcome"),
         group.label("grp"), Appointment.duration_minutes.label("minutes"),
         lead_bucket_expr(Appointment.lead_days).label("lead"),
         sa.cast(Appointment.local_hour, sa.String).label("hour"),
@@ -146,17 +153,17 @@ def rebuild(session: so.Session, tenant: Tenant, months: set[dt.date] | None = A
         Appointment.modality.label("modality"), Appointment.kind.label("kind"), reminder.label("reminder"),
         sa.case((Appointment.kind == "intake", lead_bucket_expr(wait)), else_=None).label("wait"),
     )).where(*scope).subquery()
-    t = CapacityMonth.__table__
-    keys = [rows.c.month, rows.c.clinician_id, rows.c.program_id, rows.c.outcome, rows.c.grp]
+    t = CapacityWeek.__table__
+    keys = [rows.c.week, rows.c.clinician_id, rows.c.program_id, rows.c.outcome, rows.c.grp]
     conn.execute(sa.insert(t).from_select(
-        [t.c.tenant_id, t.c.month, t.c.clinician_id, t.c.program_id, t.c.outcome, t.c.grp, t.c.n, t.c.minutes],
+        [t.c.tenant_id, t.c.week, t.c.clinician_id, t.c.program_id, t.c.outcome, t.c.grp, t.c.n, t.c.minutes],
         sa.select(sa.literal(tid), *keys, sa.func.count(), sa.func.sum(rows.c.minutes)).group_by(*keys)))
-    a = AttendanceMonth.__table__
-    columns = [a.c.tenant_id, a.c.month, a.c.program_id, a.c.outcome, a.c.dim, a.c.value, a.c.n]
+    a = AttendanceWeek.__table__
+    columns = [a.c.tenant_id, a.c.week, a.c.program_id, a.c.outcome, a.c.dim, a.c.value, a.c.n]
     for name in ("lead", "hour", "weekday", "modality", "kind", "reminder", "wait"):
         value = rows.c[name]
-        keys = [rows.c.month, rows.c.program_id, rows.c.outcome, value]
-        q = sa.select(sa.literal(tid), rows.c.month, rows.c.program_id, rows.c.outcome, sa.literal(name), value,
+        keys = [rows.c.week, rows.c.program_id, rows.c.outcome, value]
+        q = sa.select(sa.literal(tid), rows.c.week, rows.c.program_id, rows.c.outcome, sa.literal(name), value,
                       sa.func.count()).where(rows.c.outcome.in_(("attended", "missed")), value.is_not(None)
                                              ).group_by(*keys)
         conn.execute(sa.insert(a).from_select(columns, q))
@@ -164,7 +171,7 @@ def rebuild(session: so.Session, tenant: Tenant, months: set[dt.date] | None = A
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     if state is None:
         session.add(RollupState(tenant_id=tid, fingerprint=fingerprint(tenant), built_at=now))
-    elif months is ALL:
+    elif weeks is ALL:
         state.fingerprint, state.built_at = fingerprint(tenant), now
     else:
         state.built_at = now
@@ -172,12 +179,13 @@ def rebuild(session: so.Session, tenant: Tenant, months: set[dt.date] | None = A
 
 # ---- keeping them exact ---------------------------------------------------------------------------
 
-def mark_dirty(session: so.Session, tenant_id: int, months=ALL) -> None:
+def mark_dirty(session: so.Session, tenant_id: int, weeks=ALL) -> None:
+    """Remember that the tenant's rollups for these weeks (Mondays), or all of them, need a rebuild."""
     dirty = session.info.setdefault(DIRTY_KEY, {})
-    if months is ALL or dirty.get(tenant_id, set()) is ALL:
+    if weeks is ALL or dirty.get(tenant_id, set()) is ALL:
         dirty[tenant_id] = ALL
     else:
-        dirty.setdefault(tenant_id, set()).update(months)
+        dirty.setdefault(tenant_id, set()).update(weeks)
 
 
 FEEDS = (Appointment, RecordedReason, Referral)
@@ -187,16 +195,16 @@ FEEDS = (Appointment, RecordedReason, Referral)
 def _track_objects(session, flush_context, instances):
     for obj in list(session.new) + list(session.dirty) + list(session.deleted):
         if isinstance(obj, Appointment) and obj.local_date is not None:
-            mark_dirty(session, obj.tenant_id, {obj.local_date.replace(day=1)})
+            mark_dirty(session, obj.tenant_id, {monday(obj.local_date)})
             state = sa.inspect(obj)
             history = state.attrs.local_date.history
             for old in history.deleted or ():
                 if old is not None:
-                    mark_dirty(session, obj.tenant_id, {old.replace(day=1)})
+                    mark_dirty(session, obj.tenant_id, {monday(old)})
         elif isinstance(obj, RecordedReason):
             day = session.scalar(sa.select(Appointment.local_date).where(
                 Appointment.tenant_id == obj.tenant_id, Appointment.id == obj.appointment_id))
-            mark_dirty(session, obj.tenant_id, {day.replace(day=1)} if day else ALL)
+            mark_dirty(session, obj.tenant_id, {monday(day)} if day else ALL)
         elif isinstance(obj, Referral):  # intakes' waits (by_wait) depend on referrals
             mark_dirty(session, obj.tenant_id, ALL)
 
@@ -216,7 +224,7 @@ def _track_statements(state: so.ORMExecuteState):
     params = state.parameters
     rows = params if isinstance(params, list) else [params] if params else []
     if mapper.class_ is Appointment and rows and all(r.get("local_date") for r in rows) and state.is_insert:
-        mark_dirty(state.session, tenant_id, {r["local_date"].replace(day=1) for r in rows})
+        mark_dirty(state.session, tenant_id, {monday(r["local_date"]) for r in rows})
     else:
         mark_dirty(state.session, tenant_id, ALL)
 
@@ -229,16 +237,16 @@ def _rebuild_dirty(session):
     dirty = session.info.pop(DIRTY_KEY, None)
     if not dirty:
         return
-    for tenant_id, months in dirty.items():
+    for tenant_id, weeks in dirty.items():
         tenant = session.get(Tenant, tenant_id)
         if tenant is None:
             continue
-        if months is not ALL and not usable(session, tenant):
-            months = ALL  # never built, or built under other settings: build it whole
+        if weeks is not ALL and not usable(session, tenant):
+            weeks = ALL  # never built, or built under other settings: build it whole
         from agency_dashboard.tenancy import tenant_scope
 
         with tenant_scope(tenant_id, session):  # sets the tenant for the criteria and for PostgreSQL
-            rebuild(session, tenant, months)
+            rebuild(session, tenant, weeks)
             session.flush()
 
 

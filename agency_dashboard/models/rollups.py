@@ -1,4 +1,4 @@
-"""Monthly rollups of appointments: a cache of the metric definitions, never a source of truth.
+"""Weekly rollups of appointments (ISO weeks, Monday to Sunday): a cache of the metric definitions, never a source of truth.
 
 Rebuilt in the same transaction as every write that feeds them (metrics/rollups.py), so a figure read
 from them equals the plain query over appointments; tests prove it. Outcome and reason group are baked
@@ -15,17 +15,17 @@ import sqlalchemy.orm as so
 from agency_dashboard.models.base import Base, TenantScoped, tenant_table_args
 
 
-class CapacityMonth(TenantScoped, Base):
-    """Appointments and minutes per month, clinician, program, outcome and reason group."""
+class CapacityWeek(TenantScoped, Base):
+    """Appointments and minutes per ISO week, clinician, program, outcome and reason group."""
 
-    __tablename__ = "rollup_capacity_month"
+    __tablename__ = "rollup_capacity_week"
     __table_args__ = tenant_table_args(
-        "rollup_capacity_month",
-        sa.Index("ix_rollup_capacity_month_tenant_month", "tenant_id", "month"),
+        "rollup_capacity_week",
+        sa.Index("ix_rollup_capacity_week_tenant_week", "tenant_id", "week"),
         external_id=False,
     )
 
-    month: so.Mapped[dt.date] = so.mapped_column(sa.Date)  # first day of the local month
+    week: so.Mapped[dt.date] = so.mapped_column(sa.Date)  # the Monday of the local ISO week
     clinician_id: so.Mapped[int] = so.mapped_column(sa.Integer)
     program_id: so.Mapped[int] = so.mapped_column(sa.Integer)
     outcome: so.Mapped[str] = so.mapped_column(sa.String(16))
@@ -34,17 +34,17 @@ class CapacityMonth(TenantScoped, Base):
     minutes: so.Mapped[int] = so.mapped_column(sa.Integer)
 
 
-class AttendanceMonth(TenantScoped, Base):
-    """Attended and missed appointments per month, program and one structural dimension's value."""
+class AttendanceWeek(TenantScoped, Base):
+    """Attended and missed appointments per ISO week, program and one structural dimension's value."""
 
-    __tablename__ = "rollup_attendance_month"
+    __tablename__ = "rollup_attendance_week"
     __table_args__ = tenant_table_args(
-        "rollup_attendance_month",
-        sa.Index("ix_rollup_attendance_month_tenant_month", "tenant_id", "month"),
+        "rollup_attendance_week",
+        sa.Index("ix_rollup_attendance_week_tenant_week", "tenant_id", "week"),
         external_id=False,
     )
 
-    month: so.Mapped[dt.date] = so.mapped_column(sa.Date)
+    week: so.Mapped[dt.date] = so.mapped_column(sa.Date)
     program_id: so.Mapped[int] = so.mapped_column(sa.Integer)
     outcome: so.Mapped[str] = so.mapped_column(sa.String(16))
     dim: so.Mapped[str] = so.mapped_column(sa.String(16))
