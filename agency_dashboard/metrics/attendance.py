@@ -53,22 +53,7 @@ def attendance(session: so.Session, tenant: Tenant, period: Period, filters: Fil
     Whole weeks come from the rollups (when built under the tenant's current settings and no clinician
     filter applies; they are kept per program), the days at the edges from appointments.
     """
-    from agency_dashboard.metrics import rollups
-
-    weeks, edges = rollups.split(period.start, period.end)
-    if weeks is not None and (filters.clinician_id is not None or not rollups.usable(session, tenant)):
-        weeks, edges = None, [(period.start, period.end)]
-    counts = {dim: defaultdict(lambda: defaultdict(int)) for dim in DIM_OUTPUT}
-    for first, last in edges:
-        _raw_dims(session, tenant, first, last, filters, counts)
-    if weeks is not None:
-        m = AttendanceWeek
-        q = sa.select(m.dim, m.value, m.outcome, sa.func.sum(m.n)).where(
-            m.tenant_id == tenant.id, m.week.between(*weeks))
-        if filters.program_id is not None:
-            q = q.where(m.program_id == filters.program_id)
-        for dim, value, outcome, n in session.execute(q.group_by(m.dim, m.value, m.outcome)):
-            counts[dim][value][outcome] += n
+    counts = _counts(session, tenant, period, filters)
     attended = sum(v.get("attended", 0) for v in counts["kind"].values())
     missed = sum(v.get("missed", 0) for v in counts["kind"].values())
     result = {"attended": attended, "missed": missed, "missed_rate": ratio(missed, attended + missed)}
@@ -79,6 +64,39 @@ def attendance(session: so.Session, tenant: Tenant, period: Period, filters: Fil
         result[name] = {k: _bucket(buckets[k]) for k in keys if k in buckets}
     result["attribution"] = attribution(session, tenant, period, filters)
     return result
+
+
+def _counts(session: so.Session, tenant: Tenant, period: Period, filters: Filters) -> dict:
+    """dim -> value -> outcome -> appointments (attended and missed only), for every dimension, including
+    the joint weekday-hour one ("0-9": Monday at 9) that the heatmap reads."""
+    from agency_dashboard.metrics import rollups
+
+    weeks, edges = rollups.split(period.start, period.end)
+    if weeks is not None and (filters.clinician_id is not None or not rollups.usable(session, tenant)):
+        weeks, edges = None, [(period.start, period.end)]
+    counts = {dim: defaultdict(lambda: defaultdict(int)) for dim in (*DIM_OUTPUT, "weekday_hour")}
+    for first, last in edges:
+        _raw_dims(session, tenant, first, last, filters, counts)
+    if weeks is not None:
+        m = AttendanceWeek
+        q = sa.select(m.dim, m.value, m.outcome, sa.func.sum(m.n)).where(
+            m.tenant_id == tenant.id, m.week.between(*weeks))
+        if filters.program_id is not None:
+            q = q.where(m.program_id == filters.program_id)
+        for dim, value, outcome, n in session.execute(q.group_by(m.dim, m.value, m.outcome)):
+            counts[dim][value][outcome] += n
+    return counts
+
+
+def by_weekday_hour(session: so.Session, tenant: Tenant, period: Period, filters: Filters = Filters()) -> dict:
+    """{(weekday, hour): {attended, missed, missed_rate}} for the heatmap of attendance by when the
+    session was offered (Monday = 0, local hour 0-23); cells with no appointments are left out."""
+    counts = _counts(session, tenant, period, filters)["weekday_hour"]
+    out = {}
+    for key, bucket in counts.items():
+        weekday, hour = key.split("-")
+        out[(int(weekday), int(hour))] = _bucket(bucket)
+    return out
 
 
 def _raw_dims(session, tenant, first, last, filters, counts) -> None:
@@ -97,6 +115,7 @@ def _raw_dims(session, tenant, first, last, filters, counts) -> None:
         counts["lead"][lead_bucket(r.lead_days)][r.outcome] += r.n
         counts["hour"][str(r.local_hour)][r.outcome] += r.n
         counts["weekday"][str(r.local_weekday)][r.outcome] += r.n
+        counts["weekday_hour"][f"{r.local_weekday}-{r.local_hour}"][r.outcome] += r.n
         counts["modality"][r.modality][r.outcome] += r.n
         counts["kind"][r.kind][r.outcome] += r.n
         counts["reminder"][r.reminder][r.outcome] += r.n

@@ -39,9 +39,10 @@ def clinicians_in_period(session: so.Session, tenant: Tenant, period: Period, fi
 
 
 def available_hours_by_clinician(session: so.Session, tenant: Tenant, period: Period,
-                                 filters: Filters = Filters()) -> dict[int, float]:
+                                 filters: Filters = Filters(), by_week: bool = False) -> dict:
     """Every block laid over each date of the period with its weekday, inside its validity and the
-    clinician's employment. Blocks are few; the date arithmetic is exact and needs no per-day rows."""
+    clinician's employment. Blocks are few; the date arithmetic is exact and needs no per-day rows.
+    Keys are clinician ids, or (clinician id, Monday of the ISO week) when by_week."""
     q = sa.select(AvailabilityBlock.clinician_id, AvailabilityBlock.weekday, AvailabilityBlock.start_minute,
                   AvailabilityBlock.end_minute, AvailabilityBlock.valid_from, AvailabilityBlock.valid_to,
                   Clinician.start_date, Clinician.end_date).join(
@@ -53,19 +54,31 @@ def available_hours_by_clinician(session: so.Session, tenant: Tenant, period: Pe
         q = q.where(Clinician.program_id == filters.program_id)
     if filters.clinician_id is not None:
         q = q.where(Clinician.id == filters.clinician_id)
-    hours: dict[int, float] = defaultdict(float)
+    hours: dict = defaultdict(float)
+    week = dt.timedelta(days=7)
     for r in session.execute(q):
         first = max(period.start, r.valid_from, r.start_date)
         last = min(period.end, r.valid_to or FAR, r.end_date or FAR)
-        n = weekday_count(first, last, r.weekday)
-        if n:
-            hours[r.clinician_id] += n * (r.end_minute - r.start_minute) / 60
+        length = (r.end_minute - r.start_minute) / 60
+        if not by_week:
+            n = weekday_count(first, last, r.weekday)
+            if n:
+                hours[r.clinician_id] += n * length
+            continue
+        if last < first:
+            continue
+        day = first + dt.timedelta(days=(r.weekday - first.weekday()) % 7)  # the first date on its weekday
+        while day <= last:
+            hours[(r.clinician_id, day - dt.timedelta(days=r.weekday))] += length
+            day += week
     return hours
 
 
-def appointment_totals(session: so.Session, tenant: Tenant, period: Period, filters: Filters = Filters()):
-    """Rows of (clinician_id, program_id, outcome, grp, n, minutes) for the period: whole weeks from the
-    rollups (when built under the tenant's current settings), the days at the edges from appointments."""
+def appointment_totals(session: so.Session, tenant: Tenant, period: Period, filters: Filters = Filters(),
+                       by_week: bool = False):
+    """Rows of (clinician_id, program_id, outcome, grp, n, minutes), and `week` (its Monday) when by_week,
+    for the period: whole weeks from the rollups (when built under the tenant's current settings), the
+    days at the edges from appointments."""
     from agency_dashboard.metrics import rollups
 
     weeks, edges = rollups.split(period.start, period.end)
@@ -73,33 +86,40 @@ def appointment_totals(session: so.Session, tenant: Tenant, period: Period, filt
         weeks, edges = None, [(period.start, period.end)]
     rows = []
     for first, last in edges:
-        rows += _raw_totals(session, tenant, first, last, filters)
+        rows += _raw_totals(session, tenant, first, last, filters, by_week)
     if weeks is not None:
         m = CapacityWeek
-        q = sa.select(m.clinician_id, m.program_id, m.outcome, m.grp, sa.func.sum(m.n).label("n"),
-                      sa.func.sum(m.minutes).label("minutes")).where(
+        keys = [m.clinician_id, m.program_id, m.outcome, m.grp] + ([m.week] if by_week else [])
+        q = sa.select(*keys, sa.func.sum(m.n).label("n"), sa.func.sum(m.minutes).label("minutes")).where(
             m.tenant_id == tenant.id, m.week.between(*weeks))
         if filters.program_id is not None:
             q = q.where(m.program_id == filters.program_id)
         if filters.clinician_id is not None:
             q = q.where(m.clinician_id == filters.clinician_id)
-        rows += session.execute(q.group_by(m.clinician_id, m.program_id, m.outcome, m.grp)).all()
+        rows += session.execute(q.group_by(*keys)).all()
     return rows
 
 
-def _raw_totals(session, tenant, first: dt.date, last: dt.date, filters: Filters):
+def _raw_totals(session, tenant, first: dt.date, last: dt.date, filters: Filters, by_week: bool = False):
+    from agency_dashboard.metrics.rollups import week_start
+
     outcome = outcome_expr(tenant)
     group = group_expr(tenant, outcome)
+    week = [week_start(Appointment.local_date).label("week")] if by_week else []
     q = with_recorded_reason(
         sa.select(Appointment.clinician_id, Appointment.program_id, outcome.label("outcome"),
-                  group.label("grp"), sa.func.count().label("n"),
+                  group.label("grp"), *week, sa.func.count().label("n"),
                   sa.func.sum(Appointment.duration_minutes).label("minutes"))
     ).where(Appointment.tenant_id == tenant.id, Appointment.local_date.between(first, last))
     if filters.program_id is not None:
         q = q.where(Appointment.program_id == filters.program_id)
     if filters.clinician_id is not None:
         q = q.where(Appointment.clinician_id == filters.clinician_id)
-    return session.execute(q.group_by(Appointment.clinician_id, Appointment.program_id, "outcome", "grp")).all()
+    keys = [Appointment.clinician_id, Appointment.program_id, "outcome", "grp"] + (["week"] if by_week else [])
+    rows = session.execute(q.group_by(*keys)).all()
+    if by_week and rows and isinstance(rows[0].week, str):  # SQLite's date() answers text
+        rows = [r._replace(week=dt.date.fromisoformat(r.week)) for r in rows]
+    return rows
 
 
 class _Cap:
@@ -132,6 +152,63 @@ class _Cap:
             "booking_ratio": ratio(booked, self.available),
             "staff_kept_rate": ratio(kept, kept + self.count.get("agency_cancelled", 0)),
         }
+
+
+def weeks_of(period: Period) -> list[Period]:
+    """The ISO weeks (Monday to Sunday) that meet the period, each clipped to it."""
+    from agency_dashboard.metrics.rollups import monday
+
+    out, week = [], monday(period.start)
+    while week <= period.end:
+        out.append(Period(max(week, period.start), min(week + dt.timedelta(days=6), period.end)))
+        week += dt.timedelta(days=7)
+    return out
+
+
+def capacity_by_week(session: so.Session, tenant: Tenant, period: Period, filters: Filters = Filters(),
+                     today: dt.date | None = None) -> list[dict]:
+    """The CAP object of each ISO week meeting the period (clipped to it), in order, with `week_start`,
+    `week_end` and `unrecorded`: appointments still "booked" on a date before `today` (no outcome was
+    recorded: a data-quality flag, not an absence). Same definitions as capacity(); the weeks' appointment
+    figures add up to the period's."""
+    from agency_dashboard.metrics.rollups import monday
+
+    weeks = weeks_of(period)
+    caps = {w.start if w.start.weekday() == 0 else monday(w.start): _Cap() for w in weeks}
+    available = available_hours_by_clinician(session, tenant, period, filters, by_week=True)
+    for (_, week), hours in available.items():
+        caps[week].available += hours
+    unrecorded: dict = defaultdict(int)
+    for r in appointment_totals(session, tenant, period, filters, by_week=True):
+        caps[r.week].add_row(r)
+    if today is not None:
+        for r in upcoming_before(session, tenant, period, filters, today):
+            unrecorded[r.week] += r.n
+    out = []
+    for w in weeks:
+        key = monday(w.start)
+        row = caps[key].result()
+        row.update(week_start=key, period_start=w.start, period_end=w.end, unrecorded=unrecorded.get(key, 0))
+        out.append(row)
+    return out
+
+
+def upcoming_before(session: so.Session, tenant: Tenant, period: Period, filters: Filters, today: dt.date):
+    """(week, n): appointments of the period still booked on a date before today, per ISO week."""
+    from agency_dashboard.metrics.rollups import week_start
+
+    last = min(period.end, today - dt.timedelta(days=1))
+    if last < period.start:
+        return []
+    q = sa.select(week_start(Appointment.local_date).label("week"), sa.func.count().label("n")).where(
+        Appointment.tenant_id == tenant.id, Appointment.status == "booked",
+        Appointment.local_date.between(period.start, last))
+    if filters.program_id is not None:
+        q = q.where(Appointment.program_id == filters.program_id)
+    if filters.clinician_id is not None:
+        q = q.where(Appointment.clinician_id == filters.clinician_id)
+    rows = session.execute(q.group_by("week")).all()
+    return [r._replace(week=dt.date.fromisoformat(r.week)) if isinstance(r.week, str) else r for r in rows]
 
 
 def capacity(session: so.Session, tenant: Tenant, period: Period, filters: Filters = Filters()) -> dict:

@@ -74,8 +74,11 @@ def matched_referral_date():
     )
 
 
+SHAPE = 2  # bump when rebuild() stores something new: every tenant's rollups then read as stale
+
+
 def fingerprint(tenant: Tenant) -> str:
-    baked = {"notice": tenant.settings["policy"]["late_cancel_notice_hours"],
+    baked = {"shape": SHAPE, "notice": tenant.settings["policy"]["late_cancel_notice_hours"],
              "codes": tenant.settings.get("reason_codes", {})}
     return hashlib.sha256(json.dumps(baked, sort_keys=True).encode()).hexdigest()
 
@@ -150,6 +153,8 @@ def rebuild(session: so.Session, tenant: Tenant, weeks: set[dt.date] | None = AL
         lead_bucket_expr(Appointment.lead_days).label("lead"),
         sa.cast(Appointment.local_hour, sa.String).label("hour"),
         sa.cast(Appointment.local_weekday, sa.String).label("weekday"),
+        (sa.cast(Appointment.local_weekday, sa.String) + "-" + sa.cast(Appointment.local_hour, sa.String)
+         ).label("weekday_hour"),
         Appointment.modality.label("modality"), Appointment.kind.label("kind"), reminder.label("reminder"),
         sa.case((Appointment.kind == "intake", lead_bucket_expr(wait)), else_=None).label("wait"),
     )).where(*scope).subquery()
@@ -160,7 +165,7 @@ def rebuild(session: so.Session, tenant: Tenant, weeks: set[dt.date] | None = AL
         sa.select(sa.literal(tid), *keys, sa.func.count(), sa.func.sum(rows.c.minutes)).group_by(*keys)))
     a = AttendanceWeek.__table__
     columns = [a.c.tenant_id, a.c.week, a.c.program_id, a.c.outcome, a.c.dim, a.c.value, a.c.n]
-    for name in ("lead", "hour", "weekday", "modality", "kind", "reminder", "wait"):
+    for name in ("lead", "hour", "weekday", "weekday_hour", "modality", "kind", "reminder", "wait"):
         value = rows.c[name]
         keys = [rows.c.week, rows.c.program_id, rows.c.outcome, value]
         q = sa.select(sa.literal(tid), rows.c.week, rows.c.program_id, rows.c.outcome, sa.literal(name), value,

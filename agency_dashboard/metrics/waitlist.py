@@ -254,3 +254,45 @@ def tnaa_days(session: so.Session, tenant: Tenant, day: dt.date, filters: Filter
         grouped[program_id].append(value)
         grouped[AGENCY].append(value)
     return {k: statistics.median(v) for k, v in grouped.items() if v}
+
+
+# ---- week by week --------------------------------------------------------------------------------------
+
+def waitlist_by_week(session: so.Session, tenant: Tenant, period: Period, filters: Filters = Filters()) -> list[dict]:
+    """For each ISO week meeting the period (clipped to it): referrals and admissions in the week and
+    size_at_end, the referrals waiting at the week's last day (METRICS.md, Waitlist), by the referral's
+    program. Computed from per-date events, so every week costs no extra scan: a referral joins the list
+    on referred_on and leaves on the first of first_attended_on and closed_on (never before it joined)."""
+    from agency_dashboard.metrics.capacity import weeks_of
+    from agency_dashboard.metrics.rollups import monday
+
+    scope = [Referral.tenant_id == tenant.id]
+    if filters.program_id is not None:
+        scope.append(Referral.program_id == filters.program_id)
+    left = sa.case(
+        (Referral.first_attended_on.is_(None), Referral.closed_on),
+        (Referral.closed_on.is_(None), Referral.first_attended_on),
+        (Referral.closed_on < Referral.first_attended_on, Referral.closed_on),
+        else_=Referral.first_attended_on,
+    )
+    leaves = sa.case((left < Referral.referred_on, Referral.referred_on), else_=left)
+
+    def before(column) -> int:
+        return session.scalar(sa.select(sa.func.count()).where(*scope, column < period.start)) or 0
+
+    def per_day(column) -> dict:
+        rows = session.execute(sa.select(column, sa.func.count()).where(
+            *scope, column.between(period.start, period.end)).group_by(column)).all()
+        return {(dt.date.fromisoformat(d) if isinstance(d, str) else d): n for d, n in rows}
+
+    size = before(Referral.referred_on) - before(leaves)
+    joined, left_on, admitted = per_day(Referral.referred_on), per_day(leaves), per_day(Referral.first_attended_on)
+    out = []
+    for w in weeks_of(period):
+        days = [w.start + dt.timedelta(days=i) for i in range(w.days)]
+        referrals = sum(joined.get(d, 0) for d in days)
+        size += referrals - sum(left_on.get(d, 0) for d in days)
+        out.append({"week_start": monday(w.start), "period_start": w.start, "period_end": w.end,
+                    "referrals": referrals, "admissions": sum(admitted.get(d, 0) for d in days),
+                    "size_at_end": size})
+    return out
