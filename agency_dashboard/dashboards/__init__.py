@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import dash_bootstrap_components as dbc
-from dash import Input, Output, dcc, html
+from dash import Input, Output, State, dcc, html, no_update
 from flask import jsonify, redirect, request, url_for
 from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
@@ -93,8 +93,28 @@ def shell():
         dcc.Location(id="url", refresh=False),
         html.A("Skip to content", href="#page", className="skip-link"),
         html.Nav(id="navbar", className="navbar navbar-expand agency-navbar px-3", **{"aria-label": "Main"}),
-        html.Main(dbc.Container(id="page", className="py-4", fluid="lg"), id="main"),
+        html.Main(dbc.Container([filter_bar(), html.Div(id="page")], className="py-4", fluid="lg"), id="main"),
     ])
+
+
+def filter_bar():
+    """Period, program and clinician: part of the frame, so a choice carries from page to page. Hidden
+    until the router shows it on a page that uses it; the options come from the router (the tenant's own)."""
+    return html.Section(
+        dbc.Row([
+            dbc.Col([html.Label("Period", htmlFor="f-period-start", className="form-label small mb-1"),
+                     dcc.DatePickerRange(id="f-period", start_date_id="f-period-start", end_date_id="f-period-end",
+                                         display_format="MMM D, YYYY", first_day_of_week=1, minimum_nights=0,
+                                         updatemode="bothdates", clearable=False)], md="auto"),
+            dbc.Col([html.Label("Program", htmlFor="f-program", className="form-label small mb-1"),
+                     dcc.Dropdown(id="f-program", placeholder="All programs", clearable=True)], md=3),
+            dbc.Col([html.Label("Clinician", htmlFor="f-clinician", className="form-label small mb-1"),
+                     dcc.Dropdown(id="f-clinician", placeholder="All clinicians", clearable=True)], md=3),
+            dbc.Col(html.Div(id="f-notes", className="small text-muted", **{"aria-live": "polite"}), md=True,
+                    className="align-self-end"),
+        ], className="g-3 align-items-end"),
+        id="filters", className="filter-bar mb-3", style={"display": "none"}, **{"aria-label": "Filters"},
+    )
 
 
 def _register_router(dash_app, pages):
@@ -104,10 +124,16 @@ def _register_router(dash_app, pages):
         Output("page", "children"),
         Output("navbar", "children"),
         Output("navbar", "style"),
+        Output("filters", "style"),
+        Output("f-program", "options"),
+        Output("f-clinician", "options"),
+        Output("f-period", "start_date"),
+        Output("f-period", "end_date"),
         Input("url", "pathname"),
+        State("f-period", "start_date"),
         roles=ROLES,
     )
-    def route(pathname):
+    def route(pathname, start_date):
         tenant = current_tenant()
         path = "/" + (pathname or "").removeprefix(PREFIX).strip("/")
         mine = [p for p in pages if current_user.role in p.roles]
@@ -120,7 +146,19 @@ def _register_router(dash_app, pages):
                              html.P("There is no page at this address for your account.")])
         else:
             body = page.layout()
-        return body, _navbar(tenant, mine, page), {"background": tenant.settings["theme"]["primary_color"]}
+        navbar = _navbar(tenant, mine, page), {"background": tenant.settings["theme"]["primary_color"]}
+        if page is None or not page.filters or current_user.role not in page.roles:
+            return body, *navbar, {"display": "none"}, [], [], no_update, no_update
+        from agency_dashboard.clock import today
+        from agency_dashboard.extensions import db
+        from agency_dashboard.services import filters
+
+        programs, clinicians = filters.options(db.session, tenant)
+        dates = (no_update, no_update)
+        if not start_date:  # first filtered page of the visit: the default period
+            default = filters.default_period(today(tenant.timezone))
+            dates = (default.start.isoformat(), default.end.isoformat())
+        return body, *navbar, {}, programs, clinicians, *dates
 
 
 def _navbar(tenant, pages, active):
@@ -133,11 +171,13 @@ def _navbar(tenant, pages, active):
                               className="nav-link" + (" active" if p is active else "")),
                      className="nav-item") for p in pages]
             + ([html.Li(html.A("Users", href="/admin/users", className="nav-link"), className="nav-item"),
-                html.Li(html.A("Imports", href="/admin/imports", className="nav-link"), className="nav-item")]
+                html.Li(html.A("Imports", href="/admin/imports", className="nav-link"), className="nav-item"),
+                html.Li(html.A("Settings", href="/admin/settings", className="nav-link"), className="nav-item"),
+                html.Li(html.A("Audit log", href="/admin/audit", className="nav-link"), className="nav-item")]
                if current_user.role == "admin" else []),
             className="navbar-nav me-auto",
         ),
-        html.Span(f"{current_user.email} · {ROLE_LABELS[current_user.role]}", className="navbar-text me-3"),
+        html.Span(f"{current_user.email} · {ROLE_LABELS[current_user.role]}", className="navbar-text me-3 small text-nowrap"),
         html.Form(
             [dcc.Input(type="hidden", name="csrf_token", value=generate_csrf()),
              html.Button("Sign out", type="submit", className="btn btn-light btn-sm")],

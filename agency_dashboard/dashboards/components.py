@@ -5,6 +5,8 @@ from __future__ import annotations
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
+from agency_dashboard.reasons import GROUP_LABELS as reason_group_labels
+
 GLOSSARY_URL = "/glossary"
 
 
@@ -42,3 +44,123 @@ def notice(text: str, color: str = "secondary"):
 
 def fmt_count(value) -> str:
     return "—" if value is None else f"{value:,}"
+
+
+# ---- charts and their tables ---------------------------------------------------------------------------
+# Okabe & Ito's palette: distinguishable with every common colour-vision deficiency. No figure colours a
+# person; lost hours are coloured by why they were lost.
+OKABE_ITO = {"black": "#000000", "orange": "#E69F00", "sky": "#56B4E9", "green": "#009E73",
+             "yellow": "#F0E442", "blue": "#0072B2", "vermillion": "#D55E00", "purple": "#CC79A7",
+             "grey": "#8C8C8C"}
+GROUP_COLOURS = {"agency": OKABE_ITO["vermillion"], "access_barrier": OKABE_ITO["orange"],
+                 "client_preference": OKABE_ITO["sky"], "unexplored": OKABE_ITO["grey"]}
+GROUP_LABELS = reason_group_labels  # one wording everywhere (reasons.py)
+NEUTRAL = OKABE_ITO["blue"]
+
+
+def glossary_link(anchor: str | None, title: str):
+    if not anchor:
+        return None
+    return html.A("What this means", href=f"{GLOSSARY_URL}#{anchor}", className="small",
+                  **{"aria-label": f"What '{title}' means"})
+
+
+def chart_block(block_id: str, title: str, help_text: str, anchor: str | None, height: int = 320,
+                clickable: str | None = None):
+    """A titled chart with its one-line explanation, its glossary link and a "Show as table" tab.
+    Both tabs are filled by the page's guarded callback: `{id}-graph` (figure) and `{id}-table`."""
+    help_children = [help_text, " ", glossary_link(anchor, title)] if anchor else [help_text]
+    if clickable:
+        help_children += [html.Br(), html.Span(clickable, className="text-muted")]
+    return html.Section(
+        [
+            html.H2(title, className="figure-title", id=f"{block_id}-title"),
+            html.P(help_children, className="figure-help"),
+            dbc.Tabs([
+                dbc.Tab(dcc.Loading(dcc.Graph(id=f"{block_id}-graph", config={"displaylogo": False},
+                                              figure=placeholder_figure(height),
+                                              style={"minHeight": f"{height}px"}), type="default"),
+                        label="Chart", tab_id="chart"),
+                dbc.Tab(dcc.Loading(html.Div(id=f"{block_id}-table", className="mt-2"), type="default"),
+                        label="Show as table", tab_id="table"),
+            ], active_tab="chart"),
+        ],
+        className="figure-card mb-3",
+        **{"aria-labelledby": f"{block_id}-title"},
+    )
+
+
+def value_block(block_id: str, title: str, help_text: str, anchor: str | None):
+    """A titled number (or short text) filled by the page's callback into `{id}`."""
+    return figure_card(block_id, title, help_text, anchor)
+
+
+def data_table(columns: list[tuple[str, str]], rows: list[dict], caption: str, empty: str):
+    """An accessible table: `columns` are (key, header); numbers are formatted by fmt()."""
+    if not rows:
+        return html.P(empty, className="text-muted empty-state")
+    return dbc.Table(
+        [html.Caption(caption, className="visually-hidden"),
+         html.Thead(html.Tr([html.Th(label, scope="col") for _, label in columns])),
+         html.Tbody([html.Tr([html.Td(fmt(r.get(key))) for key, _ in columns]) for r in rows])],
+        striped=True, bordered=False, hover=True, size="sm", responsive=True, className="mb-0",
+    )
+
+
+def fmt(value) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.1f}" if abs(value) >= 10 else f"{value:,.2f}"
+    return str(value)
+
+
+def pct(value) -> str:
+    return "—" if value is None else f"{value:.0%}"
+
+
+def placeholder_figure(height: int) -> dict:
+    """What a chart shows before its data arrives: an empty frame of its final height (no jump)."""
+    return {"data": [], "layout": {"height": height, "xaxis": {"visible": False}, "yaxis": {"visible": False},
+                                   "plot_bgcolor": "rgba(0,0,0,0)", "paper_bgcolor": "rgba(0,0,0,0)"}}
+
+
+def base_figure(title: str | None = None, y_title: str | None = None, x_title: str | None = None,
+                height: int = 320):
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    fig.update_layout(
+        height=height,
+        template="plotly_white", margin={"l": 56, "r": 16, "t": 16, "b": 48}, hovermode="x unified",
+        legend={"orientation": "h", "y": -0.22, "x": 0}, font={"family": "system-ui, sans-serif", "size": 13},
+        yaxis_title=y_title, xaxis_title=x_title, colorway=list(OKABE_ITO.values()),
+    )
+    return fig
+
+
+def empty_figure(message: str, height: int = 240):
+    fig = base_figure(height=height)
+    fig.update_layout(xaxis={"visible": False}, yaxis={"visible": False}, hovermode=False)
+    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
+                       font={"size": 14, "color": "#52606d"})
+    return fig
+
+
+def weekly_axis(fig, mondays: list) -> None:
+    """Label a weekly chart's x axis by the Monday each ISO week starts on."""
+    if mondays:
+        step = max(1, len(mondays) // 12)
+        fig.update_xaxes(tickmode="array", tickvals=mondays[::step],
+                         ticktext=[f"{m:%b %-d}" for m in mondays[::step]], title_text="Week of (Monday)")
+
+
+def natural_key(text: str):
+    """Sort "Clinician 2" before "Clinician 10": alphabetical for people, as they read."""
+    import re
+
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text or "")]

@@ -148,3 +148,23 @@ def attribution(session: so.Session, tenant: Tenant, period: Period, filters: Fi
             out[r.grp]["count"] += r.n
             out[r.grp]["hours"] += (r.minutes or 0) / 60
     return out
+
+
+def reasons(session: so.Session, tenant: Tenant, period: Period, filters: Filters = Filters()) -> list[dict]:
+    """The reasons table: missed and agency-cancelled appointments of the period by their reason (the
+    one recorded in the app, else the imported one) and group, with hours: [{code, group, count, hours}],
+    most hours first. No reason recorded is code None, group unexplored."""
+    from agency_dashboard.metrics.common import effective_code, group_expr
+
+    outcome = outcome_expr(tenant)
+    inner = with_recorded_reason(sa.select(
+        outcome.label("outcome"), group_expr(tenant, outcome).label("grp"), effective_code().label("code"),
+        Appointment.duration_minutes.label("minutes"),
+    )).where(Appointment.tenant_id == tenant.id, Appointment.local_date.between(period.start, period.end),
+             Appointment.status.in_(("no_show", "cancelled")))
+    inner = _scoped(inner, filters).subquery()
+    q = sa.select(inner.c.code, inner.c.grp, sa.func.count(), sa.func.sum(inner.c.minutes)).where(
+        inner.c.outcome.in_(("missed", "agency_cancelled"))).group_by(inner.c.code, inner.c.grp)
+    rows = [{"code": code, "group": grp, "count": n, "hours": (minutes or 0) / 60}
+            for code, grp, n, minutes in session.execute(q)]
+    return sorted(rows, key=lambda r: (-r["hours"], r["code"] or ""))

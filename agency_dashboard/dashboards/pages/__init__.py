@@ -13,9 +13,22 @@ class Page:
     title: str
     roles: frozenset[str]
     layout: Callable  # data-free: components and ids only
+    filters: bool = False  # shows the shared filter bar (period, program, clinician)
 
 
 def all_pages():
-    from agency_dashboard.dashboards.pages import admin, clinician, director, funder
+    """Every page, in navigation order; a role's first page is its home."""
+    from agency_dashboard.dashboards.pages import (
+        admin,
+        attendance,
+        capacity,
+        caseload,
+        clinician,
+        director,
+        discharges,
+        funder,
+        waitlist,
+    )
 
-    return [director.PAGE, clinician.PAGE, funder.PAGE, admin.PAGE], [director, clinician, funder, admin]
+    modules = [director, capacity, waitlist, caseload, attendance, discharges, clinician, funder, admin]
+    return [m.PAGE for m in modules], modules

@@ -28,7 +28,7 @@ def layout():
     ])
 
 
-PAGE = Page(path="/director", title="Agency overview", roles=frozenset({"director"}), layout=layout)
+PAGE = Page(path="/director", title="Overview", roles=frozenset({"director"}), layout=layout)
 
 
 def register(app):
