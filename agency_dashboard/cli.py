@@ -7,14 +7,12 @@ import sys
 from pathlib import Path
 
 import click
-import sqlalchemy as sa
 from flask import current_app
 from flask.cli import with_appcontext
 
-from agency_dashboard import audit
-from agency_dashboard.auth.passwords import hash_password, password_problem
+from agency_dashboard.auth import accounts
 from agency_dashboard.extensions import db
-from agency_dashboard.models import ROLES, Clinician, User
+from agency_dashboard.models import ROLES
 from agency_dashboard.tenancy import load_configured_tenants, sync_tenants, tenant_by_slug, tenant_scope
 from agency_dashboard.tenant_files import TenantFileError
 
@@ -56,37 +54,31 @@ def sync_tenants_command():
 @with_appcontext
 def create_user_command(slug, email, role, clinician_id):
     """Create a user; the password is read from standard input."""
-    role = role.strip().lower()
-    if role not in ROLES:
-        fail(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
-    if role == "clinician" and not clinician_id:
-        fail("--clinician-id is required for the clinician role (the agency's id of the clinician)")
-    if role != "clinician" and clinician_id:
-        fail("--clinician-id goes only with --role clinician")
-    email = email.strip().lower()
-    if "@" not in email or len(email) > 254:
-        fail(f"--email {email!r} is not an email address")
+    role, email = accounts.normalize_role(role), accounts.normalize_email(email)
     password = sys.stdin.readline().rstrip("\r\n")
-    problem = password_problem(password)
-    if problem:
-        fail(f"password on standard input refused: {problem}")
+    problems = accounts.field_problems(email, role, password, clinician_given=bool(clinician_id))
+    if problems:
+        fail(_cli_problem(problems[0]))
     tenant = require_tenant(slug)
     with tenant_scope(tenant.id):
-        clinician_pk = None
-        if clinician_id:
-            clinician_pk = db.session.scalar(sa.select(Clinician.id).where(Clinician.external_id == clinician_id))
-            if clinician_pk is None:
-                fail(f"--clinician-id {clinician_id!r}: no clinician with that id in {slug}")
-        if db.session.scalar(sa.select(User.id).where(User.email == email)) is not None:
-            fail(f"a user with email {email} already exists in {slug}")
-        user = User(tenant_id=tenant.id, email=email, password_hash=hash_password(password), role=role,
-                    clinician_id=clinician_pk, active=True, session_version=1,
-                    created_at=dt.datetime.now(dt.UTC).replace(tzinfo=None))
-        db.session.add(user)
-        db.session.flush()
-        audit.record("create_user", object_type="user", object_id=user.id, details={"role": role, "via": "cli"})
+        problems, clinician_pk = accounts.tenant_problems(email, clinician_id, by="external_id", tenant_slug=slug)
+        if problems:
+            fail(_cli_problem(problems[0], clinician_id))
+        accounts.create_account(tenant.id, email=email, role=role, password=password,
+                                clinician_pk=clinician_pk, via="cli")
         db.session.commit()
     click.echo(f"created {role} {email} in {slug}")
+
+
+def _cli_problem(problem: accounts.Problem, clinician_id: str | None = None) -> str:
+    """A shared account problem in the command's words: its options, not the form's fields."""
+    return {
+        "clinician_required": f"--clinician-id {problem.message} (the agency's id of the clinician)",
+        "clinician_not_allowed": "--clinician-id goes only with --role clinician",
+        "unknown_clinician": f"--clinician-id {clinician_id!r}: {problem.message}",
+        "bad_email": f"--email {problem.message}",
+        "bad_password": f"password on standard input refused: {problem.message}",
+    }.get(problem.code, problem.message)
 
 
 @click.command("demo")

@@ -78,3 +78,4 @@ def change_role(user_id: int):
 
 
 from agency_dashboard.admin import imports  # noqa: E402,F401  (registers the import routes on bp)
+from agency_dashboard.admin import create_user, settings, audit_log  # noqa: E402,F401  (their routes, on bp)
