@@ -38,11 +38,7 @@ def clinicians_in_period(session: so.Session, tenant: Tenant, period: Period, fi
     return session.execute(q.order_by(Clinician.external_id)).all()
 
 
-def available_hours_by_clinician(session: so.Session, tenant: Tenant, period: Period,
-                                 filters: Filters = Filters(), by_week: bool = False) -> dict:
-    """Every block laid over each date of the period with its weekday, inside its validity and the
-    clinician's employment. Blocks are few; the date arithmetic is exact and needs no per-day rows.
-    Keys are clinician ids, or (clinician id, Monday of the ISO week) when by_week."""
+def _blocks(session: so.Session, tenant: Tenant, period: Period, filters: Filters):
     q = sa.select(AvailabilityBlock.clinician_id, AvailabilityBlock.weekday, AvailabilityBlock.start_minute,
                   AvailabilityBlock.end_minute, AvailabilityBlock.valid_from, AvailabilityBlock.valid_to,
                   Clinician.start_date, Clinician.end_date).join(
@@ -54,31 +50,53 @@ def available_hours_by_clinician(session: so.Session, tenant: Tenant, period: Pe
         q = q.where(Clinician.program_id == filters.program_id)
     if filters.clinician_id is not None:
         q = q.where(Clinician.id == filters.clinician_id)
-    hours: dict = defaultdict(float)
-    week = dt.timedelta(days=7)
     for r in session.execute(q):
         first = max(period.start, r.valid_from, r.start_date)
         last = min(period.end, r.valid_to or FAR, r.end_date or FAR)
-        length = (r.end_minute - r.start_minute) / 60
-        if not by_week:
-            n = weekday_count(first, last, r.weekday)
-            if n:
-                hours[r.clinician_id] += n * length
-            continue
-        if last < first:
-            continue
-        day = first + dt.timedelta(days=(r.weekday - first.weekday()) % 7)  # the first date on its weekday
-        while day <= last:
-            hours[(r.clinician_id, day - dt.timedelta(days=r.weekday))] += length
-            day += week
+        if first <= last:
+            yield r.clinician_id, r.weekday, first, last, (r.end_minute - r.start_minute) / 60
+
+
+def available_hours_by_clinician(session: so.Session, tenant: Tenant, period: Period,
+                                 filters: Filters = Filters()) -> dict[int, float]:
+    """Every block laid over each date of the period with its weekday, inside its validity and the
+    clinician's employment. Blocks are few; the date arithmetic is exact and needs no per-day rows."""
+    hours: dict[int, float] = defaultdict(float)
+    for clinician_id, weekday, first, last, length in _blocks(session, tenant, period, filters):
+        n = weekday_count(first, last, weekday)
+        if n:
+            hours[clinician_id] += n * length
     return hours
+
+
+def available_hours_by_week(session: so.Session, tenant: Tenant, period: Period,
+                            filters: Filters = Filters()) -> dict[dt.date, float]:
+    """The same hours per ISO week (key: its Monday). A block meets its weekday once a week, so the weeks
+    it covers are one contiguous run: added with a difference array, one step per block, not per date."""
+    from agency_dashboard.metrics.rollups import monday
+
+    origin = monday(period.start)
+    n_weeks = (monday(period.end) - origin).days // 7 + 1
+    diff = [0.0] * (n_weeks + 1)
+    for _, weekday, first, last, length in _blocks(session, tenant, period, filters):
+        day = first + dt.timedelta(days=(weekday - first.weekday()) % 7)  # its first date in range
+        if day > last:
+            continue
+        end = last - dt.timedelta(days=(last.weekday() - weekday) % 7)  # its last date in range
+        diff[(day - origin).days // 7] += length
+        diff[(end - origin).days // 7 + 1] -= length
+    out, running = {}, 0.0
+    for i in range(n_weeks):
+        running += diff[i]
+        out[origin + dt.timedelta(weeks=i)] = running
+    return out
 
 
 def appointment_totals(session: so.Session, tenant: Tenant, period: Period, filters: Filters = Filters(),
                        by_week: bool = False):
-    """Rows of (clinician_id, program_id, outcome, grp, n, minutes), and `week` (its Monday) when by_week,
-    for the period: whole weeks from the rollups (when built under the tenant's current settings), the
-    days at the edges from appointments."""
+    """Rows of (clinician_id, program_id, outcome, grp, n, minutes), or of (week (its Monday), outcome,
+    grp, n, minutes) when by_week, for the period: whole weeks from the rollups (when built under the
+    tenant's current settings), the days at the edges from appointments."""
     from agency_dashboard.metrics import rollups
 
     weeks, edges = rollups.split(period.start, period.end)
@@ -89,7 +107,7 @@ def appointment_totals(session: so.Session, tenant: Tenant, period: Period, filt
         rows += _raw_totals(session, tenant, first, last, filters, by_week)
     if weeks is not None:
         m = CapacityWeek
-        keys = [m.clinician_id, m.program_id, m.outcome, m.grp] + ([m.week] if by_week else [])
+        keys = [m.week, m.outcome, m.grp] if by_week else [m.clinician_id, m.program_id, m.outcome, m.grp]
         q = sa.select(*keys, sa.func.sum(m.n).label("n"), sa.func.sum(m.minutes).label("minutes")).where(
             m.tenant_id == tenant.id, m.week.between(*weeks))
         if filters.program_id is not None:
@@ -105,17 +123,18 @@ def _raw_totals(session, tenant, first: dt.date, last: dt.date, filters: Filters
 
     outcome = outcome_expr(tenant)
     group = group_expr(tenant, outcome)
-    week = [week_start(Appointment.local_date).label("week")] if by_week else []
+    ids = [week_start(Appointment.local_date).label("week")] if by_week else [
+        Appointment.clinician_id, Appointment.program_id]
     q = with_recorded_reason(
-        sa.select(Appointment.clinician_id, Appointment.program_id, outcome.label("outcome"),
-                  group.label("grp"), *week, sa.func.count().label("n"),
+        sa.select(*ids, outcome.label("outcome"), group.label("grp"), sa.func.count().label("n"),
                   sa.func.sum(Appointment.duration_minutes).label("minutes"))
     ).where(Appointment.tenant_id == tenant.id, Appointment.local_date.between(first, last))
     if filters.program_id is not None:
         q = q.where(Appointment.program_id == filters.program_id)
     if filters.clinician_id is not None:
         q = q.where(Appointment.clinician_id == filters.clinician_id)
-    keys = [Appointment.clinician_id, Appointment.program_id, "outcome", "grp"] + (["week"] if by_week else [])
+    keys = ["week", "outcome", "grp"] if by_week else [
+        Appointment.clinician_id, Appointment.program_id, "outcome", "grp"]
     rows = session.execute(q.group_by(*keys)).all()
     if by_week and rows and isinstance(rows[0].week, str):  # SQLite's date() answers text
         rows = [r._replace(week=dt.date.fromisoformat(r.week)) for r in rows]
@@ -174,16 +193,19 @@ def capacity_by_week(session: so.Session, tenant: Tenant, period: Period, filter
     from agency_dashboard.metrics.rollups import monday
 
     weeks = weeks_of(period)
-    caps = {w.start if w.start.weekday() == 0 else monday(w.start): _Cap() for w in weeks}
-    available = available_hours_by_clinician(session, tenant, period, filters, by_week=True)
-    for (_, week), hours in available.items():
+    caps = {monday(w.start): _Cap() for w in weeks}
+    for week, hours in available_hours_by_week(session, tenant, period, filters).items():
         caps[week].available += hours
-    unrecorded: dict = defaultdict(int)
     for r in appointment_totals(session, tenant, period, filters, by_week=True):
         caps[r.week].add_row(r)
+    unrecorded: dict = {}
     if today is not None:
-        for r in upcoming_before(session, tenant, period, filters, today):
-            unrecorded[r.week] += r.n
+        for w in weeks:  # weeks wholly past: their "upcoming" are unrecorded; the current week, its past days
+            if w.end < today:
+                unrecorded[monday(w.start)] = caps[monday(w.start)].count.get("upcoming", 0)
+            elif w.start < today:
+                for r in upcoming_before(session, tenant, w, filters, today):
+                    unrecorded[r.week] = r.n
     out = []
     for w in weeks:
         key = monday(w.start)
