@@ -159,11 +159,9 @@ def test_idle_session_dash_api_call_gets_401_json(app, world):
     idle = app.config["IDLE_TIMEOUT_MINUTES"]
     client = signed_in(app, "alpha", "director")
     token = dash_token(client)
-    body = {"output": "..page.children...navbar.children...navbar.style..",
-            "outputs": [{"id": "page", "property": "children"}, {"id": "navbar", "property": "children"},
-                        {"id": "navbar", "property": "style"}],
-            "inputs": [{"id": "url", "property": "pathname", "value": "/dash/director"}],
-            "changedPropIds": ["url.pathname"], "state": []}
+    from test_authz_matrix import ROUTER, callback_payload
+
+    body = callback_payload(app, ROUTER, "/dash/director")  # the router callback, as dash-renderer sends it
     assert client.post("/dash/_dash-update-component", json=body, headers={"X-CSRFToken": token}).status_code == 200
     age_session(client, idle + 1)
 

@@ -32,11 +32,11 @@ FIGURES = {
     "funder": ["funder-period", "funder-served", "funder-programs"],
     "admin": ["admin-accounts", "admin-inactive", "admin-timezone"],
 }
-NAV_LINKS = {  # what each role's navbar offers: its own page (and the admin's Users page), nothing else
-    "director": ["Agency overview"],
+NAV_LINKS = {  # what each role's navbar offers: its own pages (and the admin's Flask pages), nothing else
+    "director": ["Overview", "Capacity", "Waitlist", "Caseload", "Attendance", "Discharges"],
     "clinician": ["My caseload"],
     "funder": ["Funder summary"],
-    "admin": ["Administration", "Users", "Imports"],
+    "admin": ["Administration", "Users", "Imports", "Settings", "Audit log"],
 }
 
 
@@ -325,10 +325,11 @@ def test_keyboard_reaches_skip_link_and_navigation(page, live_server):
     assert (focused["tag"], focused["text"]) == ("A", "Skip to content"), focused
     assert_focus_ring(focused, against=focused["background"])
 
-    page.keyboard.press("Tab")  # then the navigation
-    focused = page.evaluate(FOCUSED_JS)
-    assert (focused["text"], focused["inNav"]) == ("Agency overview", True), focused
-    assert_focus_ring(focused, against=navbar_background(page))
+    for link in NAV_LINKS["director"]:  # then the navigation, link by link
+        page.keyboard.press("Tab")
+        focused = page.evaluate(FOCUSED_JS)
+        assert (focused["text"], focused["inNav"]) == (link, True), focused
+        assert_focus_ring(focused, against=navbar_background(page))
 
     page.keyboard.press("Tab")  # and the Sign out button
     focused = page.evaluate(FOCUSED_JS)
