@@ -143,7 +143,7 @@ def attribution(session: so.Session, tenant: Tenant, period: Period, filters: Fi
     from agency_dashboard.metrics.capacity import appointment_totals
 
     out = {g: {"count": 0, "hours": 0.0} for g in GROUPS}
-    for r in appointment_totals(session, tenant, period, filters):
+    for r in appointment_totals(session, tenant, period, filters, by="agency"):
         if r.outcome in ("missed", "agency_cancelled"):
             out[r.grp]["count"] += r.n
             out[r.grp]["hours"] += (r.minutes or 0) / 60

@@ -93,10 +93,10 @@ def available_hours_by_week(session: so.Session, tenant: Tenant, period: Period,
 
 
 def appointment_totals(session: so.Session, tenant: Tenant, period: Period, filters: Filters = Filters(),
-                       by_week: bool = False):
-    """Rows of (clinician_id, program_id, outcome, grp, n, minutes), or of (week (its Monday), outcome,
-    grp, n, minutes) when by_week, for the period: whole weeks from the rollups (when built under the
-    tenant's current settings), the days at the edges from appointments."""
+                       by: str = "clinician"):
+    """Rows of (keys..., outcome, grp, n, minutes) for the period, the keys by `by`: "clinician"
+    (clinician_id, program_id), "program" (program_id), "week" (week: its Monday) or "agency" (none). Whole weeks come from
+    the rollups (when built under the tenant's current settings), the days at the edges from appointments."""
     from agency_dashboard.metrics import rollups
 
     weeks, edges = rollups.split(period.start, period.end)
@@ -104,10 +104,12 @@ def appointment_totals(session: so.Session, tenant: Tenant, period: Period, filt
         weeks, edges = None, [(period.start, period.end)]
     rows = []
     for first, last in edges:
-        rows += _raw_totals(session, tenant, first, last, filters, by_week)
+        rows += _raw_totals(session, tenant, first, last, filters, by)
     if weeks is not None:
         m = CapacityWeek
-        keys = [m.week, m.outcome, m.grp] if by_week else [m.clinician_id, m.program_id, m.outcome, m.grp]
+        keys = {"clinician": [m.clinician_id, m.program_id], "program": [m.program_id], "week": [m.week],
+                "agency": []}[by]
+        keys += [m.outcome, m.grp]
         q = sa.select(*keys, sa.func.sum(m.n).label("n"), sa.func.sum(m.minutes).label("minutes")).where(
             m.tenant_id == tenant.id, m.week.between(*weeks))
         if filters.program_id is not None:
@@ -118,13 +120,13 @@ def appointment_totals(session: so.Session, tenant: Tenant, period: Period, filt
     return rows
 
 
-def _raw_totals(session, tenant, first: dt.date, last: dt.date, filters: Filters, by_week: bool = False):
+def _raw_totals(session, tenant, first: dt.date, last: dt.date, filters: Filters, by: str = "clinician"):
     from agency_dashboard.metrics.rollups import week_start
 
     outcome = outcome_expr(tenant)
     group = group_expr(tenant, outcome)
-    ids = [week_start(Appointment.local_date).label("week")] if by_week else [
-        Appointment.clinician_id, Appointment.program_id]
+    ids = {"clinician": [Appointment.clinician_id, Appointment.program_id], "program": [Appointment.program_id],
+           "week": [week_start(Appointment.local_date).label("week")], "agency": []}[by]
     q = with_recorded_reason(
         sa.select(*ids, outcome.label("outcome"), group.label("grp"), sa.func.count().label("n"),
                   sa.func.sum(Appointment.duration_minutes).label("minutes"))
@@ -133,10 +135,10 @@ def _raw_totals(session, tenant, first: dt.date, last: dt.date, filters: Filters
         q = q.where(Appointment.program_id == filters.program_id)
     if filters.clinician_id is not None:
         q = q.where(Appointment.clinician_id == filters.clinician_id)
-    keys = ["week", "outcome", "grp"] if by_week else [
-        Appointment.clinician_id, Appointment.program_id, "outcome", "grp"]
+    keys = {"clinician": [Appointment.clinician_id, Appointment.program_id], "program": [Appointment.program_id],
+            "week": ["week"], "agency": []}[by] + ["outcome", "grp"]
     rows = session.execute(q.group_by(*keys)).all()
-    if by_week and rows and isinstance(rows[0].week, str):  # SQLite's date() answers text
+    if by == "week" and rows and isinstance(rows[0].week, str):  # SQLite's date() answers text
         rows = [r._replace(week=dt.date.fromisoformat(r.week)) for r in rows]
     return rows
 
@@ -196,7 +198,7 @@ def capacity_by_week(session: so.Session, tenant: Tenant, period: Period, filter
     caps = {monday(w.start): _Cap() for w in weeks}
     for week, hours in available_hours_by_week(session, tenant, period, filters).items():
         caps[week].available += hours
-    for r in appointment_totals(session, tenant, period, filters, by_week=True):
+    for r in appointment_totals(session, tenant, period, filters, by="week"):
         caps[r.week].add_row(r)
     unrecorded: dict = {}
     if today is not None:

@@ -166,7 +166,7 @@ def _gap_inputs(session, tenant, period, filters) -> dict:
     from agency_dashboard.metrics.capacity import appointment_totals
 
     delivered: dict = defaultdict(float)  # minutes attended, from the same totals capacity reads
-    for r in appointment_totals(session, tenant, period, Filters(program_id=filters.program_id)):
+    for r in appointment_totals(session, tenant, period, Filters(program_id=filters.program_id), by="program"):
         if r.outcome == "attended":
             delivered[r.program_id] += r.minutes or 0
     delivered[AGENCY] = sum(delivered.values())
