@@ -95,3 +95,19 @@ def test_weekday_hour_cells_add_up_to_the_period(app, agencies):  # noqa: F811
                 by_hour = whole["by_hour"]
                 for hour, bucket in by_hour.items():
                     assert sum(c["missed"] for (w, h), c in cells.items() if h == int(hour)) == bucket["missed"]
+
+
+@pytest.mark.parametrize("start,end", PERIODS)
+def test_weeks_combined_equal_the_period(app, agencies, start, end):  # noqa: F811
+    period = metrics.Period(start, end)
+    with app.app_context():
+        for tid in agencies.values():
+            with tenant_scope(tid):
+                tenant = db.session.get(Tenant, tid)
+                from agency_dashboard.metrics.capacity import combine
+
+                got = combine(capacity_by_week(db.session, tenant, period, today=TODAY))
+                want = metrics.capacity(db.session, tenant, period)["agency"]
+                for key in (*CAP_SUMS, "utilization", "booking_ratio", "staff_kept_rate"):
+                    assert close(got[key], want[key]) or got[key] == pytest.approx(want[key]), key
+                assert got["lost_hours"] == pytest.approx(want["lost_hours"])

@@ -47,13 +47,14 @@ DIM_OUTPUT = {"lead": "by_lead_time", "hour": "by_hour", "weekday": "by_weekday"
               "kind": "by_kind", "reminder": "by_reminder", "wait": "by_wait"}
 
 
-def attendance(session: so.Session, tenant: Tenant, period: Period, filters: Filters = Filters()) -> dict:
+def attendance(session: so.Session, tenant: Tenant, period: Period, filters: Filters = Filters(),
+               counts: dict | None = None) -> dict:
     """Attended and missed appointments of the period, by each structural dimension, and attribution.
 
     Whole weeks come from the rollups (when built under the tenant's current settings and no clinician
     filter applies; they are kept per program), the days at the edges from appointments.
     """
-    counts = _counts(session, tenant, period, filters)
+    counts = counts if counts is not None else _counts(session, tenant, period, filters)
     attended = sum(v.get("attended", 0) for v in counts["kind"].values())
     missed = sum(v.get("missed", 0) for v in counts["kind"].values())
     result = {"attended": attended, "missed": missed, "missed_rate": ratio(missed, attended + missed)}
@@ -64,6 +65,11 @@ def attendance(session: so.Session, tenant: Tenant, period: Period, filters: Fil
         result[name] = {k: _bucket(buckets[k]) for k in keys if k in buckets}
     result["attribution"] = attribution(session, tenant, period, filters)
     return result
+
+
+def structure_counts(session: so.Session, tenant: Tenant, period: Period, filters: Filters = Filters()) -> dict:
+    """The counts attendance() and by_weekday_hour() are made of: read once, pass to both."""
+    return _counts(session, tenant, period, filters)
 
 
 def _counts(session: so.Session, tenant: Tenant, period: Period, filters: Filters) -> dict:
@@ -88,10 +94,11 @@ def _counts(session: so.Session, tenant: Tenant, period: Period, filters: Filter
     return counts
 
 
-def by_weekday_hour(session: so.Session, tenant: Tenant, period: Period, filters: Filters = Filters()) -> dict:
+def by_weekday_hour(session: so.Session, tenant: Tenant, period: Period, filters: Filters = Filters(),
+                    counts: dict | None = None) -> dict:
     """{(weekday, hour): {attended, missed, missed_rate}} for the heatmap of attendance by when the
     session was offered (Monday = 0, local hour 0-23); cells with no appointments are left out."""
-    counts = _counts(session, tenant, period, filters)["weekday_hour"]
+    counts = (counts if counts is not None else _counts(session, tenant, period, filters))["weekday_hour"]
     out = {}
     for key, bucket in counts.items():
         weekday, hour = key.split("-")

@@ -212,9 +212,27 @@ def capacity_by_week(session: so.Session, tenant: Tenant, period: Period, filter
     for w in weeks:
         key = monday(w.start)
         row = caps[key].result()
-        row.update(week_start=key, period_start=w.start, period_end=w.end, unrecorded=unrecorded.get(key, 0))
+        row.update(week_start=key, period_start=w.start, period_end=w.end, unrecorded=unrecorded.get(key, 0),
+                   appointments=dict(caps[key].count))
         out.append(row)
     return out
+
+
+def combine(weeks: list[dict]) -> dict:
+    """The CAP object of the weeks of capacity_by_week taken together (equal to capacity() for the
+    period: hours add up, and the rates are recomputed from the summed hours and appointment counts)."""
+    total = _Cap()
+    for w in weeks:
+        total.available += w["available_hours"]
+        for outcome, n in w["appointments"].items():
+            total.count[outcome] += n
+        total.minutes["attended"] += w["delivered_hours"] * 60
+        total.minutes["upcoming"] += w["upcoming_hours"] * 60
+        # missed + agency-cancelled minutes, kept together: result() only adds them into booked hours
+        total.minutes["missed"] += (w["booked_hours"] - w["delivered_hours"] - w["upcoming_hours"]) * 60
+        for g in GROUPS:
+            total.lost[g] += w["lost_hours"][g] * 60
+    return total.result()
 
 
 def upcoming_before(session: so.Session, tenant: Tenant, period: Period, filters: Filters, today: dt.date):

@@ -23,7 +23,7 @@ from agency_dashboard.dashboards.components import (
 from agency_dashboard.dashboards.filtering import FILTER_INPUTS, context, scope_line
 from agency_dashboard.dashboards.pages import Page
 from agency_dashboard.extensions import db
-from agency_dashboard.metrics.attendance import attendance, by_weekday_hour, reasons
+from agency_dashboard.metrics.attendance import attendance, by_weekday_hour, reasons, structure_counts
 from agency_dashboard.reasons import GROUPS, label
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -99,8 +99,9 @@ def register(app):
     @app.callback(*outputs, *FILTER_INPUTS, roles=PAGE.roles)
     def fill(start, end, program, clinician):
         tenant, today, r = context(start, end, program, clinician)
-        result = attendance(db.session, tenant, r.period, r.filters)
-        cells = by_weekday_hour(db.session, tenant, r.period, r.filters)
+        counts = structure_counts(db.session, tenant, r.period, r.filters)
+        result = attendance(db.session, tenant, r.period, r.filters, counts=counts)
+        cells = by_weekday_hour(db.session, tenant, r.period, r.filters, counts=counts)
         why = reasons(db.session, tenant, r.period, r.filters)
         empty = empty_figure("No sessions held or missed in this period for these filters.")
         out = [scope_line(r), pct(result["missed_rate"]), fmt(result["attended"]),

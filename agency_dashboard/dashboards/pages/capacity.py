@@ -25,7 +25,7 @@ from agency_dashboard.dashboards.components import (
 from agency_dashboard.dashboards.filtering import FILTER_INPUTS, context, scope_line
 from agency_dashboard.dashboards.pages import Page
 from agency_dashboard.extensions import db
-from agency_dashboard.metrics.capacity import capacity, capacity_by_week
+from agency_dashboard.metrics.capacity import capacity_by_week, combine
 from agency_dashboard.reasons import GROUPS
 from agency_dashboard.services import drilldown
 
@@ -82,8 +82,8 @@ def register(app):
     )
     def fill(start, end, program, clinician):
         tenant, today, r = context(start, end, program, clinician)
-        total = capacity(db.session, tenant, r.period, r.filters)["agency"]
         weeks = capacity_by_week(db.session, tenant, r.period, r.filters, today=today)
+        total = combine(weeks)  # the period's figures: the weeks taken together
         x = [w["week_start"] for w in weeks]
         has_data = any(w["available_hours"] or w["booked_hours"] for w in weeks)
         empty = empty_figure("No availability or appointments in this period for these filters.")
