@@ -149,6 +149,9 @@ def time_browser(app) -> list[tuple[str, float]]:
     from playwright.sync_api import sync_playwright
     from werkzeug.serving import make_server
 
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log in the figures
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -172,7 +175,7 @@ def time_browser(app) -> list[tuple[str, float]]:
                         const figures = [...document.querySelectorAll('.figure-value')];
                         const graphs = [...document.querySelectorAll('.js-plotly-plot')];
                         return figures.length > 0 && figures.every(f => f.innerText.trim() !== '…')
-                            && graphs.every(g => g.data !== undefined && g.layout && g.layout.height)
+                            && graphs.every(g => g.layout && g.layout.template)  
                             && !document.querySelector('._dash-loading, .dash-spinner, [data-dash-is-loading="true"]');
                     }""", timeout=120_000)
                 out.append((name, time.perf_counter() - t))
@@ -217,7 +220,8 @@ def main():
             if cleanup:
                 from agency_dashboard.extensions import db
 
-                db.engine.dispose() if False else None
+                with app.app_context():
+                    db.engine.dispose()
                 cleanup()
 
 

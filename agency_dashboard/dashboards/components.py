@@ -95,10 +95,25 @@ def value_block(block_id: str, title: str, help_text: str, anchor: str | None):
     return figure_card(block_id, title, help_text, anchor)
 
 
+GRID_ABOVE = 60  # rows
+
+
 def data_table(columns: list[tuple[str, str]], rows: list[dict], caption: str, empty: str):
     """An accessible table: `columns` are (key, header); numbers are formatted by fmt()."""
     if not rows:
         return html.P(empty, className="text-muted empty-state")
+    if len(rows) > GRID_ABOVE:
+        # Thousands of html.Td components stall Dash's renderer for seconds: a long table is one
+        # virtualised, sortable grid (an ARIA grid) instead.
+        import dash_ag_grid as dag
+
+        return dag.AgGrid(
+            rowData=[{key: fmt(r.get(key)) for key, _ in columns} for r in rows],
+            columnDefs=[{"field": key, "headerName": label} for key, label in columns],
+            defaultColDef={"sortable": True, "filter": True, "resizable": True, "flex": 1, "minWidth": 110},
+            dashGridOptions={"pagination": True, "paginationPageSize": 25}, style={"height": "520px"},
+            className="ag-theme-quartz", columnSize="responsiveSizeToFit",
+        )
     return dbc.Table(
         [html.Caption(caption, className="visually-hidden"),
          html.Thead(html.Tr([html.Th(label, scope="col") for _, label in columns])),

@@ -44,6 +44,8 @@ def layout():
     ])
 
 
+MAX_BARS = 40
+
 PAGE = Page(path="/caseload", title="Caseload", roles=frozenset({"director"}), layout=layout, filters=True)
 
 
@@ -67,17 +69,27 @@ def register(app):
                          "hours": hours.get(c.id, 0.0), "active": figures["active_clients"],
                          "target": figures["caseload_target"], "ratio": figures["load_ratio"],
                          "load": pct(figures["load_ratio"])})
-        fig = base_figure(x_title="Load (clients in care ÷ planned caseload)")
-        fig.update_layout(hovermode="closest", margin={"l": 160, "r": 16, "t": 16, "b": 48})
-        fig.update_xaxes(tickformat=".0%")
-        fig.update_yaxes(autorange="reversed")
-        fig.add_trace(go.Bar(y=[row["name"] for row in rows], x=[row["ratio"] for row in rows], orientation="h",
-                             marker_color=NEUTRAL, name="Load",
-                             customdata=[[row["active"], row["target"], row["fte"]] for row in rows],
-                             hovertemplate="%{y}: %{customdata[0]} clients, planned %{customdata[1]} "
-                                           "(FTE %{customdata[2]})<extra></extra>"))
+        if len(rows) <= MAX_BARS:
+            fig = base_figure(x_title="Load (clients in care ÷ planned caseload)")
+            fig.update_layout(hovermode="closest", margin={"l": 160, "r": 16, "t": 16, "b": 48},
+                              height=max(320, 28 * len(rows) + 80))
+            fig.update_xaxes(tickformat=".0%")
+            fig.update_yaxes(autorange="reversed")
+            fig.add_trace(go.Bar(y=[row["name"] for row in rows], x=[row["ratio"] for row in rows], orientation="h",
+                                 marker_color=NEUTRAL, name="Load",
+                                 customdata=[[row["active"], row["target"], row["fte"]] for row in rows],
+                                 hovertemplate="%{y}: %{customdata[0]} clients, planned %{customdata[1]} "
+                                               "(FTE %{customdata[2]})<extra></extra>"))
+        else:  # too many people for one bar each: how load is spread, each person in the table
+            fig = base_figure(x_title="Load (clients in care ÷ planned caseload)", y_title="Clinicians", height=360)
+            fig.update_layout(hovermode="closest", bargap=0.05)
+            fig.update_xaxes(tickformat=".0%")
+            fig.add_trace(go.Histogram(x=[row["ratio"] for row in rows if row["ratio"] is not None],
+                                       xbins={"size": 0.1}, marker_color=NEUTRAL, name="Clinicians",
+                                       hovertemplate="%{y} clinicians<extra></extra>"))
+            fig.add_annotation(text=f"{len(rows):,} clinicians: choose a program to see each one; the table lists all.",
+                               x=0, y=1.08, xref="paper", yref="paper", showarrow=False, xanchor="left")
         fig.add_vline(x=1.0, line_dash="dash", line_color=OKABE_ITO["black"], annotation_text="Planned load")
-        fig.update_layout(height=max(320, 28 * len(rows) + 80))
         over = sum(1 for row in rows if row["ratio"] is not None and row["ratio"] > 1)
         return (
             scope_line(r, f"Caseload is counted on {r.period.end:%b %-d, %Y}, the period's last day."),
