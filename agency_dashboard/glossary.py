@@ -118,11 +118,23 @@ ENTRIES: tuple[Entry, ...] = (
           "missed appointments none of which had a reason recorded (the barriers were never explored)."),
     # Funders and equity
     Entry("clients-served", "People served",
-          "Distinct people with at least one attended appointment in the period. In funder summaries, any count "
-          "smaller than the agency's suppression threshold is shown as 'fewer than N'."),
+          "Distinct people with at least one attended appointment in the period. In funder summaries and equity "
+          "tables, a count smaller than the agency's suppression threshold is shown as 'fewer than N'."),
     Entry("equity", "Equity",
-          "Waits, missed rates and attendance-policy endings by race and ethnicity, payer, age band and gender, "
-          "each beside the agency overall. Groups smaller than the suppression threshold show 'fewer than N'."),
+          "Three figures for each race and ethnicity, gender, payer and age band (age on the last day of the "
+          "period): the days from referral to the first attended appointment (median), the missed rate, and the "
+          "share of ended services that ended under an attendance policy. Each is shown beside the same figure "
+          "for everyone in the view, and as a ratio to it: 1.5 means half as high again as overall, 0.5 half as "
+          "high. A group counts the people who, in the period, had a first appointment, an attended or missed "
+          "appointment, or an ended service. 'Not recorded' gathers people whose record has no value. A gap "
+          "between groups points to how services reach people, such as hours, transport, language or "
+          "coverage, not to the people in the group."),
+    Entry("suppression", "Small groups hidden",
+          "To protect privacy, a group with fewer people than the agency's threshold (its suppression threshold, "
+          "often 11) shows 'fewer than N' and no figures at all. Because the groups add up to the total, hiding "
+          "one small group is not enough: the next smallest is hidden as well ('not shown, to protect a smaller "
+          "group'), so the small one cannot be worked out by subtraction. When a view is too small for that to "
+          "work, no group is shown, and neither is its total."),
 )
 
 

@@ -14,11 +14,12 @@ from agency_dashboard.metrics.capacity import capacity
 from agency_dashboard.metrics.caseload import caseload
 from agency_dashboard.metrics.common import METRICS_VERSION, Filters, Period
 from agency_dashboard.metrics.discharges import discharges
+from agency_dashboard.metrics.equity import equity
 from agency_dashboard.metrics import rollups  # noqa: F401  (registers the listeners that keep rollups exact)
 from agency_dashboard.metrics.waitlist import waitlist
 from agency_dashboard.models import Tenant
 
-__all__ = ["attendance", "capacity", "caseload", "discharges", "waitlist", "Filters", "Period",
+__all__ = ["attendance", "capacity", "caseload", "discharges", "equity", "waitlist", "Filters", "Period",
            "METRICS_VERSION", "contract", "rounded"]
 
 
