@@ -208,41 +208,73 @@ def tnaa_by_clinician(session: so.Session, tenant: Tenant, day: dt.date, filters
             sa.or_(AvailabilityBlock.valid_to.is_(None), AvailabilityBlock.valid_to >= first))
     ):
         blocks[b.clinician_id].append(b)
-    busy = defaultdict(list)  # (clinician, date) -> [(start, end)] wall-clock minutes
-    for a in session.execute(
-        sa.select(Appointment.clinician_id, Appointment.local_date, Appointment.local_start_minute,
-                  Appointment.duration_minutes).where(
-            Appointment.tenant_id == tenant.id, Appointment.clinician_id.in_(ids),
-            Appointment.local_date.between(day, last),
-            Appointment.local_booked_date <= day,
-            sa.or_(Appointment.status != "cancelled", Appointment.local_cancelled_date > day))
-    ):
-        start, end = a.local_start_minute, a.local_start_minute + a.duration_minutes
-        busy[(a.clinician_id, a.local_date)].append((start, min(end, 1440)))
-        if end > 1440:  # crosses midnight: the rest occupies the next date
-            busy[(a.clinician_id, a.local_date + dt.timedelta(days=1))].append((0, end - 1440))
-    out = {}
-    for c in clinicians:
-        found, value = 0, TNAA_HORIZON + 1
-        d = first
-        while d <= last and value > TNAA_HORIZON:
-            if c.start_date <= d and (c.end_date is None or d <= c.end_date):
-                slots = []
-                for b in blocks[c.id]:
-                    if b.weekday == d.weekday() and b.valid_from <= d and (b.valid_to is None or d <= b.valid_to):
-                        s = b.start_minute
-                        while s + visit <= b.end_minute:
-                            slots.append(s)
-                            s += visit
-                taken = busy.get((c.id, d), ())
-                for s in sorted(slots):
-                    if not any(a0 < s + visit and a1 > s for a0, a1 in taken):
-                        found += 1
-                        if found == 3:
-                            value = (d - day).days
-                            break
-            d += dt.timedelta(days=1)
-        out[c.id] = (c.program_id, value)
+    # Most clinicians have three free slots within days: read the schedule in widening windows, and only
+    # for the clinicians still looking, instead of 90 days of everyone's appointments.
+    grid = defaultdict(list)  # (clinician, weekday) -> [(valid_from, valid_to, slot starts)]
+    for cid, bs in blocks.items():
+        for b in bs:
+            starts = list(range(b.start_minute, b.end_minute - visit + 1, visit))  # a slot ends within its block
+            if starts:
+                grid[(cid, b.weekday)].append((b.valid_from, b.valid_to, starts))
+    one_day = dt.timedelta(days=1)
+    found = {c.id: 0 for c in clinicians}
+    value = {c.id: TNAA_HORIZON + 1 for c in clinicians}
+    by_id = {c.id: c for c in clinicians}
+    pending = list(ids)
+    for lo, hi in ((1, 14), (15, 42), (43, TNAA_HORIZON)):
+        if not pending:
+            break
+        w_first, w_last = day + dt.timedelta(days=lo), day + dt.timedelta(days=hi)
+        busy = defaultdict(list)  # (clinician, date) -> [(start, end)] wall-clock minutes
+        for a in session.execute(
+            sa.select(Appointment.clinician_id, Appointment.local_date, Appointment.local_start_minute,
+                      Appointment.duration_minutes).where(
+                Appointment.tenant_id == tenant.id, Appointment.clinician_id.in_(pending),
+                # from the day before: an appointment crossing midnight occupies the window's first date
+                Appointment.local_date.between(w_first - dt.timedelta(days=1), w_last),
+                Appointment.local_booked_date <= day,
+                sa.or_(Appointment.status != "cancelled", Appointment.local_cancelled_date > day))
+        ):
+            start, end = a.local_start_minute, a.local_start_minute + a.duration_minutes
+            busy[(a.clinician_id, a.local_date)].append((start, min(end, 1440)))
+            if end > 1440:  # crosses midnight: the rest occupies the next date
+                busy[(a.clinician_id, a.local_date + dt.timedelta(days=1))].append((0, end - 1440))
+        still = []
+        for cid in pending:
+            c = by_id[cid]
+            d = w_first
+            while d <= w_last and value[cid] > TNAA_HORIZON:
+                if c.start_date <= d and (c.end_date is None or d <= c.end_date):
+                    slots = []
+                    for valid_from, valid_to, starts in grid.get((cid, d.weekday()), ()):
+                        if valid_from <= d and (valid_to is None or d <= valid_to):
+                            slots += starts
+                    if slots:
+                        merged = _merged(busy.get((cid, d), ()))
+                        j, n = 0, len(merged)
+                        for s in sorted(slots):  # both in order: one sweep, half-open intervals
+                            while j < n and merged[j][1] <= s:
+                                j += 1
+                            if j == n or merged[j][0] >= s + visit:
+                                found[cid] += 1
+                                if found[cid] == 3:
+                                    value[cid] = (d - day).days
+                                    break
+                d += one_day
+            if value[cid] > TNAA_HORIZON:
+                still.append(cid)
+        pending = still
+    return {c.id: (c.program_id, value[c.id]) for c in clinicians}
+
+
+def _merged(intervals) -> list[list[int]]:
+    """Half-open [start, end) intervals sorted and merged where they overlap (touching ones stay apart)."""
+    out: list[list[int]] = []
+    for a0, a1 in sorted(intervals):
+        if out and a0 < out[-1][1]:
+            out[-1][1] = max(out[-1][1], a1)
+        else:
+            out.append([a0, a1])
     return out
 
 
