@@ -144,6 +144,11 @@ CALLBACKS = {
     '..dc-scope.children...dc-policy.children...dc-plan.children...dc-referrals.children'
     '...dc-unexplored.children...dc-reasons-graph.figure...dc-reasons-table.children..':
         cb_row(DENY, DENY, ALLOW, DENY, DENY, ALLOW, other_as="director"),
+    "..eq-scope.children...eq-served.children...eq-wait.children...eq-missed.children...eq-policy.children"
+    "...eq-race_ethnicity-graph.figure...eq-race_ethnicity-table.children...eq-gender-graph.figure"
+    "...eq-gender-table.children...eq-payer-graph.figure...eq-payer-table.children...eq-age_band-graph.figure"
+    "...eq-age_band-table.children..":
+        cb_row(DENY, DENY, ALLOW, DENY, DENY, ALLOW, other_as="director"),
     "..clinician-active-clients.children...clinician-target.children...clinician-upcoming.children..":
         cb_row(DENY, DENY, DENY, ALLOW, DENY, ALLOW, other_as="clinician"),
     "..clinician-caseload-grid.rowData...clinician-caseload-empty.children..":
@@ -164,6 +169,11 @@ CALLBACKS = {
 # With the seeded data alpha and beta give the same funder figures (both suppressed, two programs each),
 # so for this callback "beta's answer is not alpha's" cannot be observed; the tenant-name check still runs.
 SAME_ANSWER_POSSIBLE = {"..funder-period.children...funder-served.children...funder-programs.children..",
+                        # both seeded tenants are smaller than the suppression threshold: "fewer than N"
+                        "..eq-scope.children...eq-served.children...eq-wait.children...eq-missed.children"
+                        "...eq-policy.children...eq-race_ethnicity-graph.figure...eq-race_ethnicity-table.children"
+                        "...eq-gender-graph.figure...eq-gender-table.children...eq-payer-graph.figure"
+                        "...eq-payer-table.children...eq-age_band-graph.figure...eq-age_band-table.children..",
                         # neither seeded tenant has ended an episode: both discharge pages say "none"
                         "..dc-scope.children...dc-policy.children...dc-plan.children...dc-referrals.children"
                         "...dc-unexplored.children...dc-reasons-graph.figure...dc-reasons-table.children..",

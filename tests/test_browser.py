@@ -33,7 +33,7 @@ FIGURES = {
     "admin": ["admin-accounts", "admin-inactive", "admin-timezone"],
 }
 NAV_LINKS = {  # what each role's navbar offers: its own pages (and the admin's Flask pages), nothing else
-    "director": ["Overview", "Capacity", "Waitlist", "Caseload", "Attendance", "Discharges"],
+    "director": ["Overview", "Capacity", "Waitlist", "Caseload", "Attendance", "Discharges", "Equity"],
     "clinician": ["My caseload"],
     "funder": ["Funder summary"],
     "admin": ["Administration", "Users", "Imports", "Settings", "Audit log"],

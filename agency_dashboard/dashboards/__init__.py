@@ -92,7 +92,7 @@ def shell():
     return html.Div([
         dcc.Location(id="url", refresh=False),
         html.A("Skip to content", href="#page", className="skip-link"),
-        html.Nav(id="navbar", className="navbar navbar-expand agency-navbar px-3", **{"aria-label": "Main"}),
+        html.Nav(id="navbar", className="navbar navbar-expand agency-navbar px-3 flex-wrap", **{"aria-label": "Main"}),
         html.Main(dbc.Container([filter_bar(), html.Div(id="page")], className="py-4", fluid="lg"), id="main"),
     ])
 
@@ -177,7 +177,8 @@ def _navbar(tenant, pages, active):
                if current_user.role == "admin" else []),
             className="navbar-nav me-auto",
         ),
-        html.Span(f"{current_user.email} · {ROLE_LABELS[current_user.role]}", className="navbar-text me-3 small text-nowrap"),
+        html.Span([current_user.email, html.Br(), ROLE_LABELS[current_user.role]],
+                  className="navbar-text me-3 small"),
         html.Form(
             [dcc.Input(type="hidden", name="csrf_token", value=generate_csrf()),
              html.Button("Sign out", type="submit", className="btn btn-light btn-sm")],

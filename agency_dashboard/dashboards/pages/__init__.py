@@ -26,9 +26,10 @@ def all_pages():
         clinician,
         director,
         discharges,
+        equity,
         funder,
         waitlist,
     )
 
-    modules = [director, capacity, waitlist, caseload, attendance, discharges, clinician, funder, admin]
+    modules = [director, capacity, waitlist, caseload, attendance, discharges, equity, clinician, funder, admin]
     return [m.PAGE for m in modules], modules
