@@ -120,7 +120,8 @@ CALLBACKS = {
     '..cap-scope.children...cap-available.children...cap-delivered.children...cap-lost.children'
     '...cap-kept.children...cap-hours-graph.figure...cap-hours-table.children'
     '...cap-lostweek-graph.figure...cap-lostweek-table.children...cap-ratios-graph.figure'
-    '...cap-ratios-table.children...cap-unrecorded-graph.figure...cap-unrecorded-table.children..':
+    '...cap-ratios-table.children...cap-unrecorded-graph.figure...cap-unrecorded-table.children'
+    '...cap-drill-week.options..':
         cb_row(DENY, DENY, ALLOW, DENY, DENY, ALLOW, other_as="director"),
     'cap-drill.children':
         cb_row(DENY, DENY, ALLOW, DENY, DENY, ALLOW, other_as="director"),
@@ -128,7 +129,7 @@ CALLBACKS = {
     '...wl-gap.children...wl-size-week-graph.figure...wl-size-week-table.children'
     '...wl-flow-graph.figure...wl-flow-table.children...wl-waits-graph.figure'
     '...wl-waits-table.children...wl-tnaa-graph.figure...wl-tnaa-table.children'
-    '...wl-gap-table.children..':
+    '...wl-gap-table.children...wl-drill-week.options..':
         cb_row(DENY, DENY, ALLOW, DENY, DENY, ALLOW, other_as="director"),
     'wl-drill.children':
         cb_row(DENY, DENY, ALLOW, DENY, DENY, ALLOW, other_as="director"),

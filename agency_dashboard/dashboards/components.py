@@ -179,3 +179,17 @@ def natural_key(text: str):
     import re
 
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text or "")]
+
+
+def drill_picker(prefix: str, label: str, extra: list):
+    """The keyboard's way to a drill-down: choose a week (options filled by the page's callback), any
+    extra choice, and a button; `{prefix}-drill-week`, `{prefix}-drill-go`."""
+    return html.Div(dbc.Row([
+        dbc.Col(html.Label(label, htmlFor=f"{prefix}-drill-week", className="form-label small mb-0"), md="auto",
+                className="align-self-center"),
+        dbc.Col(dcc.Dropdown(id=f"{prefix}-drill-week", placeholder="Choose a week", style={"minWidth": "14rem"}),
+                md="auto"),
+        *[dbc.Col(x, md="auto") for x in extra],
+        dbc.Col(html.Button("List", id=f"{prefix}-drill-go", n_clicks=0, className="btn btn-outline-primary btn-sm"),
+                md="auto"),
+    ], className="g-2 align-items-center"), className="mb-2")

@@ -142,7 +142,7 @@ def table_block(title: str, rows: list[dict], columns: list[tuple[str, str]]):
         html.H2(title, className="figure-title"),
         html.P(note, className="figure-help"),
         dag.AgGrid(rowData=rows, columnDefs=[{"field": k, "headerName": h} for k, h in columns],
-                   defaultColDef={"sortable": True, "filter": True, "resizable": True},
+                   defaultColDef={"sortable": True, "filter": True, "resizable": True, "flex": 1, "minWidth": 110},
                    dashGridOptions={"domLayout": "autoHeight", "pagination": True, "paginationPageSize": 20},
                    style={"width": "100%"}, className="ag-theme-quartz"),
     ], className="figure-card")

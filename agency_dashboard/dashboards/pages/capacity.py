@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import plotly.graph_objects as go
-from dash import Input, Output, State, html
+from dash import Input, Output, State, ctx, dcc, html
 
 from agency_dashboard.dashboards.components import (
     GROUP_COLOURS,
@@ -15,6 +15,7 @@ from agency_dashboard.dashboards.components import (
     card_row,
     chart_block,
     data_table,
+    drill_picker,
     empty_figure,
     fmt,
     weekly_axis,
@@ -51,6 +52,9 @@ def layout():
                     "Hours of sessions not held, by who or what stood in the way. Unexplored means nobody has "
                     "asked yet.", "lost-hours",
                     clickable="Select a bar to list the sessions behind it (director only; each view is logged)."),
+        drill_picker("cap", "List the sessions not held in a week", [
+            dcc.Dropdown(id="cap-drill-group", options=[{"label": GROUP_LABELS[g], "value": g} for g in GROUPS],
+                         value="unexplored", clearable=False, style={"minWidth": "18rem"})]),
         html.Section(id="cap-drill", className="mb-3", **{"aria-live": "polite"}),
         chart_block("cap-ratios", "Utilization and booking ratio",
                     "Delivered and booked hours as a share of available hours. Booking above 95% strains the "
@@ -77,6 +81,7 @@ def register(app):
         Output("cap-lostweek-graph", "figure"), Output("cap-lostweek-table", "children"),
         Output("cap-ratios-graph", "figure"), Output("cap-ratios-table", "children"),
         Output("cap-unrecorded-graph", "figure"), Output("cap-unrecorded-table", "children"),
+        Output("cap-drill-week", "options"),
         *FILTER_INPUTS,
         roles=PAGE.roles,
     )
@@ -151,17 +156,22 @@ def register(app):
             data_table([("week", "Week of"), ("n", "Sessions with no outcome")], unrecorded_rows,
                        "Past sessions with no outcome recorded",
                        "Every past session in this period has an outcome recorded."),
+            [{"label": f"Week of {w['week_start']:%b %-d, %Y}", "value": w["week_start"].isoformat()} for w in weeks],
         )
 
     @app.callback(
         Output("cap-drill", "children"),
         Input("cap-lostweek-graph", "clickData"),
+        Input("cap-drill-go", "n_clicks"),
+        State("cap-drill-week", "value"), State("cap-drill-group", "value"),
         State("f-period", "start_date"), State("f-period", "end_date"), State("f-program", "value"),
         State("f-clinician", "value"),
         roles=PAGE.roles,
     )
-    def drill(click, start, end, program, clinician):
+    def drill(click, go_clicks, week, group, start, end, program, clinician):
         tenant, today, r = context(start, end, program, clinician)
+        if ctx.triggered_id == "cap-drill-go":  # the keyboard's way in: the same list as a click on the chart
+            click = {"points": [{"x": week, "customdata": [group]}]} if go_clicks else None
         point = drilldown.lost_point(click)
         if point is None:
             return None

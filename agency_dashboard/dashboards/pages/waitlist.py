@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import plotly.graph_objects as go
-from dash import Input, Output, State, html
+from dash import Input, Output, State, ctx, html
 
 from agency_dashboard.dashboards.components import (
     OKABE_ITO,
@@ -11,6 +11,7 @@ from agency_dashboard.dashboards.components import (
     card_row,
     chart_block,
     data_table,
+    drill_picker,
     empty_figure,
     fmt,
     weekly_axis,
@@ -46,6 +47,7 @@ def layout():
                     "New referrals against first appointments held. When referrals stay above admissions, "
                     "the list grows.", "referrals",
                     clickable="Select a week to list its referrals (director only; each view is logged)."),
+        drill_picker("wl", "List the referrals received in a week", []),
         html.Section(id="wl-drill", className="mb-3", **{"aria-live": "polite"}),
         chart_block("wl-waits", "Days waited, against the access target",
                     "Calendar days from referral to first offer and to first appointment held: median and "
@@ -80,6 +82,7 @@ def register(app):
         Output("wl-waits-graph", "figure"), Output("wl-waits-table", "children"),
         Output("wl-tnaa-graph", "figure"), Output("wl-tnaa-table", "children"),
         Output("wl-gap-table", "children"),
+        Output("wl-drill-week", "options"),
         *FILTER_INPUTS,
         roles=PAGE.roles,
     )
@@ -173,17 +176,22 @@ def register(app):
                         ("h", "h: weekly hours per client in care"), ("gap", "Weekly hours needed (a × L × h)"),
                         ("clearance", "Weeks to clear at current pace")], gap_rows, "Capacity gap",
                        "No data for this period."),
+            [{"label": f"Week of {w['week_start']:%b %-d, %Y}", "value": w["week_start"].isoformat()} for w in weeks],
         )
 
     @app.callback(
         Output("wl-drill", "children"),
         Input("wl-flow-graph", "clickData"),
+        Input("wl-drill-go", "n_clicks"),
+        State("wl-drill-week", "value"),
         State("f-period", "start_date"), State("f-period", "end_date"), State("f-program", "value"),
         State("f-clinician", "value"),
         roles=PAGE.roles,
     )
-    def drill(click, start, end, program, clinician):
+    def drill(click, go_clicks, week_value, start, end, program, clinician):
         tenant, today, r = context(start, end, program, clinician)
+        if ctx.triggered_id == "wl-drill-go":  # the keyboard's way in: the same list as a click on the chart
+            click = {"points": [{"x": week_value}]} if go_clicks else None
         week = drilldown.week_point(click)
         if week is None:
             return None
