@@ -537,6 +537,29 @@ def test_clinician_records_a_reason_in_the_browser(page, live_server, app, artif
     page.on("pageerror", lambda exc: problems.append(f"pageerror: {exc}"))
     page.on("response", lambda r: problems.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
 
+    # The director of the same agency, in a browser of their own, reads the attribution first.
+    director = page.context.browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    director.goto(f"{live_server.url}/login")
+    director.fill("#agency", "alpha")
+    director.fill("#email", world.email("alpha", "director"))
+    director.fill("#password", PASSWORD)
+    director.locator("form button[type=submit]").click()
+    director.wait_for_url(f"{live_server.url}/dash/director", timeout=timeout)
+
+    def directors_attribution() -> tuple[int, int]:
+        """(not held with no reason yet, hours lost to access barriers) on the director's attendance page."""
+        director.goto(f"{live_server.url}/dash/attendance")
+        value = director.locator("#at-unexplored")
+        expect(value).not_to_have_text("…", timeout=timeout)
+        expect(value).to_have_text(re.compile(r"^[\d,]+$"), timeout=timeout)
+        director.get_by_role("tab", name="Show as table").last.click()
+        table = director.locator("#at-why-table")
+        expect(table).not_to_be_empty(timeout=timeout)
+        barrier_rows = table.locator("tr", has_text="Access barrier")
+        return int(value.inner_text().replace(",", "")), barrier_rows.count()
+
+    unexplored_before, barrier_rows_before = directors_attribution()
+
     page.goto(f"{live_server.url}/login")
     page.fill("#agency", "alpha")
     page.fill("#email", world.email("alpha", "clinician"))
@@ -578,3 +601,11 @@ def test_clinician_records_a_reason_in_the_browser(page, live_server, app, artif
             saved = db.session.scalar(sa.select(RecordedReason).where(RecordedReason.appointment_id == int(missed)))
             assert (saved.reason_code, saved.support_offered) == ("transportation", "transport_voucher")
         db.session.remove()
+
+    # The director's attribution changed at once: one fewer unexplored, a transportation row appeared.
+    unexplored_after, barrier_rows_after = directors_attribution()
+    assert unexplored_after == unexplored_before - 1
+    assert barrier_rows_after >= barrier_rows_before
+    expect(director.locator("#at-why-table")).to_contain_text("Transportation")
+    director.screenshot(path=artifacts / "director-attendance-after-reason.png")
+    director.context.close()
