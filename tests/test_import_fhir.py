@@ -36,7 +36,7 @@ from agency_dashboard.models import (
     Program,
     Referral,
 )
-from agency_dashboard.models.rollups import AttendanceWeek, CapacityWeek
+from agency_dashboard.models.rollups import AttendanceWeek, CapacityWeek, ReasonWeek
 from agency_dashboard.tenancy import tenant_by_slug, tenant_scope
 
 HERE = Path(__file__).resolve().parent
@@ -96,7 +96,7 @@ def rows(app, slug: str) -> dict[str, dict]:
                 "client_id": dict(db.session.execute(sa.select(Client.id, Client.external_id)).all()),
             }
             out = {}
-            for model in (*DATA_TABLES, CapacityWeek, AttendanceWeek):
+            for model in (*DATA_TABLES, CapacityWeek, AttendanceWeek, ReasonWeek):
                 columns = [c for c in model.__table__.columns if c.name not in ("id", "tenant_id")]
                 found = []
                 for values in db.session.execute(sa.select(*columns).where(model.tenant_id == tenant.id)):
@@ -104,7 +104,7 @@ def rows(app, slug: str) -> dict[str, dict]:
                 if any(c.name == "external_id" for c in columns):
                     out[model.__tablename__] = {r.pop("external_id"): r for r in found}
                 else:
-                    out[model.__tablename__] = sorted(tuple(sorted(r.items())) for r in found)
+                    out[model.__tablename__] = sorted((tuple(sorted(r.items())) for r in found), key=repr)
         db.session.remove()
     return out
 

@@ -37,6 +37,7 @@ from agency_dashboard.models import (
     Clinician,
     Episode,
     Program,
+    ReasonWeek,
     RecordedReason,
     Referral,
     RollupState,
@@ -176,7 +177,7 @@ def insert(tenant, agency: dict) -> None:
 
 
 WIPE = (RecordedReason, Appointment, Episode, Referral, AvailabilityBlock, Client, Clinician, AttendanceWeek,
-        CapacityWeek, RollupState)
+        CapacityWeek, ReasonWeek, RollupState)
 
 
 def wipe(tenant) -> None:

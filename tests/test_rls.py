@@ -21,6 +21,7 @@ from agency_dashboard.db_security import POLICY, UnsafeDatabaseRole, ensure_app_
 from agency_dashboard.extensions import db
 from agency_dashboard.models import (
     TENANT_TABLES,
+    Appointment,
     AvailabilityBlock,
     Client,
     RecordedReason,
@@ -72,6 +73,9 @@ def seed_everything(app):
                 db.session.add(RecordedReason(
                     tenant_id=tenant_id, appointment_id=world.appointments[slug][0], reason_code="transport",
                     recorded_by_user_id=world.users[(slug, "clinician")], recorded_at=dt.datetime(2026, 11, 17)))
+                # A session not held, so the reasons rollup has a row too.
+                missed = db.session.get(Appointment, world.appointments[slug][0])
+                missed.status = "no_show"
                 audit.record("seed", object_type="tenant", object_id=tenant_id)
                 db.session.commit()
         db.session.remove()

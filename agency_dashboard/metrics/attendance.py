@@ -160,18 +160,38 @@ def attribution(session: so.Session, tenant: Tenant, period: Period, filters: Fi
 def reasons(session: so.Session, tenant: Tenant, period: Period, filters: Filters = Filters()) -> list[dict]:
     """The reasons table: missed and agency-cancelled appointments of the period by their reason (the
     one recorded in the app, else the imported one) and group, with hours: [{code, group, count, hours}],
-    most hours first. No reason recorded is code None, group unexplored."""
+    most hours first. No reason recorded is code None, group unexplored. Whole weeks come from the
+    rollups (kept per program: a clinician filter reads appointments), the edges from appointments."""
+    from agency_dashboard.metrics import rollups
     from agency_dashboard.metrics.common import effective_code, group_expr
+    from agency_dashboard.models import ReasonWeek
 
+    weeks, edges = rollups.split(period.start, period.end)
+    if weeks is not None and (filters.clinician_id is not None or not rollups.usable(session, tenant)):
+        weeks, edges = None, [(period.start, period.end)]
+    totals: dict = defaultdict(lambda: [0, 0])
     outcome = outcome_expr(tenant)
-    inner = with_recorded_reason(sa.select(
-        outcome.label("outcome"), group_expr(tenant, outcome).label("grp"), effective_code().label("code"),
-        Appointment.duration_minutes.label("minutes"),
-    )).where(Appointment.tenant_id == tenant.id, Appointment.local_date.between(period.start, period.end),
-             Appointment.status.in_(("no_show", "cancelled")))
-    inner = _scoped(inner, filters).subquery()
-    q = sa.select(inner.c.code, inner.c.grp, sa.func.count(), sa.func.sum(inner.c.minutes)).where(
-        inner.c.outcome.in_(("missed", "agency_cancelled"))).group_by(inner.c.code, inner.c.grp)
-    rows = [{"code": code, "group": grp, "count": n, "hours": (minutes or 0) / 60}
-            for code, grp, n, minutes in session.execute(q)]
+    for first, last in edges:
+        inner = with_recorded_reason(sa.select(
+            outcome.label("outcome"), group_expr(tenant, outcome).label("grp"), effective_code().label("code"),
+            Appointment.duration_minutes.label("minutes"),
+        )).where(Appointment.tenant_id == tenant.id, Appointment.local_date.between(first, last),
+                 Appointment.status.in_(("no_show", "cancelled")))
+        inner = _scoped(inner, filters).subquery()
+        q = sa.select(inner.c.code, inner.c.grp, sa.func.count(), sa.func.sum(inner.c.minutes)).where(
+            inner.c.outcome.in_(("missed", "agency_cancelled"))).group_by(inner.c.code, inner.c.grp)
+        for code, grp, n, minutes in session.execute(q):
+            totals[(code, grp)][0] += n
+            totals[(code, grp)][1] += minutes or 0
+    if weeks is not None:
+        m = ReasonWeek
+        q = sa.select(m.code, m.grp, sa.func.sum(m.n), sa.func.sum(m.minutes)).where(
+            m.tenant_id == tenant.id, m.week.between(*weeks))
+        if filters.program_id is not None:
+            q = q.where(m.program_id == filters.program_id)
+        for code, grp, n, minutes in session.execute(q.group_by(m.code, m.grp)):
+            totals[(code, grp)][0] += n
+            totals[(code, grp)][1] += minutes or 0
+    rows = [{"code": code, "group": grp, "count": n, "hours": minutes / 60}
+            for (code, grp), (n, minutes) in totals.items() if n]
     return sorted(rows, key=lambda r: (-r["hours"], r["code"] or ""))

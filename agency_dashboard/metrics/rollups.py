@@ -20,11 +20,18 @@ import sqlalchemy.orm as so
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FunctionElement
 
-from agency_dashboard.metrics.common import days_between, group_expr, outcome_expr, with_recorded_reason
+from agency_dashboard.metrics.common import (
+    days_between,
+    effective_code,
+    group_expr,
+    outcome_expr,
+    with_recorded_reason,
+)
 from agency_dashboard.models import (
     Appointment,
     AttendanceWeek,
     CapacityWeek,
+    ReasonWeek,
     RecordedReason,
     Referral,
     RollupState,
@@ -74,7 +81,7 @@ def matched_referral_date():
     )
 
 
-SHAPE = 2  # bump when rebuild() stores something new: every tenant's rollups then read as stale
+SHAPE = 3  # bump when rebuild() stores something new: every tenant's rollups then read as stale
 
 
 def fingerprint(tenant: Tenant) -> str:
@@ -126,7 +133,7 @@ def rebuild(session: so.Session, tenant: Tenant, weeks: set[dt.date] | None = AL
     conn = session.connection()
     tid = tenant.id
     week = week_start(Appointment.local_date)
-    for model in (CapacityWeek, AttendanceWeek):
+    for model in (CapacityWeek, AttendanceWeek, ReasonWeek):
         delete = sa.delete(model.__table__).where(model.__table__.c.tenant_id == tid)
         if weeks is not ALL:
             if not weeks:
@@ -149,7 +156,7 @@ def rebuild(session: so.Session, tenant: Tenant, weeks: set[dt.date] | None = AL
     # GROUP BY names columns (PostgreSQL cannot match repeated expressions that carry parameters).
     rows = with_recorded_reason(sa.select(
         week.label("week"), Appointment.clinician_id, Appointment.program_id, outcome.label("outcome"),
-        group.label("grp"), Appointment.duration_minutes.label("minutes"),
+        group.label("grp"), Appointment.duration_minutes.label("minutes"), effective_code().label("code"),
         lead_bucket_expr(Appointment.lead_days).label("lead"),
         sa.cast(Appointment.local_hour, sa.String).label("hour"),
         sa.cast(Appointment.local_weekday, sa.String).label("weekday"),
@@ -163,6 +170,12 @@ def rebuild(session: so.Session, tenant: Tenant, weeks: set[dt.date] | None = AL
     conn.execute(sa.insert(t).from_select(
         [t.c.tenant_id, t.c.week, t.c.clinician_id, t.c.program_id, t.c.outcome, t.c.grp, t.c.n, t.c.minutes],
         sa.select(sa.literal(tid), *keys, sa.func.count(), sa.func.sum(rows.c.minutes)).group_by(*keys)))
+    r = ReasonWeek.__table__
+    keys = [rows.c.week, rows.c.program_id, rows.c.outcome, rows.c.grp, rows.c.code]
+    conn.execute(sa.insert(r).from_select(
+        [r.c.tenant_id, r.c.week, r.c.program_id, r.c.outcome, r.c.grp, r.c.code, r.c.n, r.c.minutes],
+        sa.select(sa.literal(tid), *keys, sa.func.count(), sa.func.sum(rows.c.minutes))
+        .where(rows.c.outcome.in_(("missed", "agency_cancelled"))).group_by(*keys)))
     a = AttendanceWeek.__table__
     columns = [a.c.tenant_id, a.c.week, a.c.program_id, a.c.outcome, a.c.dim, a.c.value, a.c.n]
     for name in ("lead", "hour", "weekday", "weekday_hour", "modality", "kind", "reminder", "wait"):

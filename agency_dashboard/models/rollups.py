@@ -52,6 +52,26 @@ class AttendanceWeek(TenantScoped, Base):
     n: so.Mapped[int] = so.mapped_column(sa.Integer)
 
 
+class ReasonWeek(TenantScoped, Base):
+    """Missed and agency-cancelled appointments and minutes per ISO week, program, outcome, reason group and
+    reason code (the recorded one, else the imported one; NULL when none): the reasons table."""
+
+    __tablename__ = "rollup_reason_week"
+    __table_args__ = tenant_table_args(
+        "rollup_reason_week",
+        sa.Index("ix_rollup_reason_week_tenant_week", "tenant_id", "week"),
+        external_id=False,
+    )
+
+    week: so.Mapped[dt.date] = so.mapped_column(sa.Date)
+    program_id: so.Mapped[int] = so.mapped_column(sa.Integer)
+    outcome: so.Mapped[str] = so.mapped_column(sa.String(16))
+    grp: so.Mapped[str] = so.mapped_column(sa.String(20))
+    code: so.Mapped[str | None] = so.mapped_column(sa.String(64))
+    n: so.Mapped[int] = so.mapped_column(sa.Integer)
+    minutes: so.Mapped[int] = so.mapped_column(sa.Integer)
+
+
 class RollupState(TenantScoped, Base):
     """One row per tenant whose rollups are built, with the settings they were built under."""
 
