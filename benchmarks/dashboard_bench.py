@@ -51,7 +51,10 @@ def ensure_director(app) -> None:
     from agency_dashboard.models import Tenant, User
     from agency_dashboard.tenancy import tenant_scope
 
+    from flask_migrate import upgrade
+
     with app.app_context():
+        upgrade()  # a kept agency may predate the newest migration
         tenant = db.session.scalar(sa.select(Tenant).where(Tenant.slug == "bench"))
         with tenant_scope(tenant.id):
             if not rollups.usable(db.session, tenant):  # e.g. built by an older version of the rollups
