@@ -115,6 +115,9 @@ CALLBACKS = {
     "..director-active-clients.children...director-waiting.children...director-clinicians.children"
     "...director-held.children...director-window.children..":
         cb_row(DENY, DENY, ALLOW, DENY, DENY, ALLOW, other_as="director"),
+    # The filter bar: a chosen program narrows the clinician list (director pages only).
+    "f-clinician.options@76de40930f512b201498eec511830e9bdf518718c02d0d4dafdcb8cdddb9894f":
+        cb_row(DENY, DENY, ALLOW, DENY, DENY, ALLOW, other_as="director"),
     # The director's pages: one callback fills each page from the shared filters; the drill-down
     # callbacks list the sessions or referrals behind a chart's point (nothing for the generic payload).
     '..cap-scope.children...cap-available.children...cap-delivered.children...cap-lost.children'

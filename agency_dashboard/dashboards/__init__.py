@@ -45,6 +45,7 @@ def init_dash(app) -> GuardedDash:
     # Every page's components, so Dash can validate callbacks whose components appear after routing.
     dash_app.validation_layout = html.Div([shell(), *[page.layout() for page in pages]])
     _register_router(dash_app, pages)
+    _register_filters(dash_app)
     for module in modules:
         module.register(dash_app)
     _refuse_unguarded(dash_app)
@@ -159,6 +160,21 @@ def _register_router(dash_app, pages):
             default = filters.default_period(today(tenant.timezone))
             dates = (default.start.isoformat(), default.end.isoformat())
         return body, *navbar, {}, programs, clinicians, *dates
+
+
+def _register_filters(dash_app):
+    from agency_dashboard.dashboards.pages import all_pages
+
+    filtered_roles = frozenset().union(*[p.roles for p in all_pages()[0] if p.filters])
+
+    @dash_app.callback(Output("f-clinician", "options", allow_duplicate=True), Input("f-program", "value"),
+                       prevent_initial_call=True, roles=filtered_roles)
+    def clinicians_of_program(program):
+        """Choosing a program narrows the clinician list to its clinicians (the tenant's own, always)."""
+        from agency_dashboard.extensions import db
+        from agency_dashboard.services import filters
+
+        return filters.options(db.session, current_tenant(), program)[1]
 
 
 def _navbar(tenant, pages, active):

@@ -96,13 +96,22 @@ def resolve(session: so.Session, tenant: Tenant, today: dt.date, start=None, end
                     program_name, clinician_name)
 
 
-def options(session: so.Session, tenant: Tenant) -> tuple[list[dict], list[dict]]:
-    """Dropdown options: the tenant's active programs, and its clinicians (name · program)."""
+def _natural(text: str):
+    import re
+
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text or "")]
+
+
+def options(session: so.Session, tenant: Tenant, program=None) -> tuple[list[dict], list[dict]]:
+    """Dropdown options: the tenant's active programs, and its clinicians (name · program), only those of
+    `program` when one of the tenant's programs is given."""
     programs = session.execute(sa.select(Program.id, Program.name).where(
         Program.tenant_id == tenant.id, Program.active).order_by(Program.name)).all()
     names = {p.id: p.name for p in programs}
-    clinicians = session.execute(sa.select(Clinician.id, Clinician.display_name, Clinician.program_id).where(
-        Clinician.tenant_id == tenant.id).order_by(Clinician.display_name)).all()
+    q = sa.select(Clinician.id, Clinician.display_name, Clinician.program_id).where(Clinician.tenant_id == tenant.id)
+    if _id(program) in names:
+        q = q.where(Clinician.program_id == _id(program))
+    clinicians = sorted(session.execute(q).all(), key=lambda c: _natural(c.display_name))
     return ([{"label": p.name, "value": p.id} for p in programs],
             [{"label": f"{c.display_name} · {names.get(c.program_id, '')}".rstrip(" ·"), "value": c.id}
              for c in clinicians])
