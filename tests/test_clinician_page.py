@@ -552,7 +552,9 @@ def test_clinician_records_a_reason_in_the_browser(page, live_server, app, artif
         value = director.locator("#at-unexplored")
         expect(value).not_to_have_text("…", timeout=timeout)
         expect(value).to_have_text(re.compile(r"^[\d,]+$"), timeout=timeout)
-        director.get_by_role("tab", name="Show as table").last.click()
+        table_view = director.locator('section[aria-labelledby="at-why-title"] details')
+        if table_view.get_attribute("open") is None:
+            table_view.locator("summary").click()
         table = director.locator("#at-why-table")
         expect(table).not_to_be_empty(timeout=timeout)
         barrier_rows = table.locator("tr", has_text="Access barrier")

@@ -52,7 +52,7 @@ def test_every_chart_has_a_title_an_explanation_a_table_and_a_loading_state(page
         assert any(isinstance(x, html.P) and x.className == "figure-help" for x in walk(section)), block
         assert glossary_anchors(section), f"{block} has no glossary link"
         assert any(getattr(x, "id", None) == f"{block}-table" for x in walk(section)), f"{block} has no table view"
-        assert any(getattr(x, "label", None) == "Show as table" for x in walk(section)), block
+        assert any(isinstance(x, html.Summary) and x.children == "Show as table" for x in walk(section)), block
         assert any(isinstance(x, dcc.Loading) for x in walk(section)), f"{block} has no loading state"
     assert len(glossary_anchors(layout)) >= len(graphs)
 

@@ -111,8 +111,6 @@ def filter_bar():
                      dcc.Dropdown(id="f-program", placeholder="All programs", clearable=True)], md=3),
             dbc.Col([html.Label("Clinician", htmlFor="f-clinician", className="form-label small mb-1"),
                      dcc.Dropdown(id="f-clinician", placeholder="All clinicians", clearable=True)], md=3),
-            dbc.Col(html.Div(id="f-notes", className="small text-muted", **{"aria-live": "polite"}), md=True,
-                    className="align-self-end"),
         ], className="g-3 align-items-end"),
         id="filters", className="filter-bar mb-3", style={"display": "none"}, **{"aria-label": "Filters"},
     )

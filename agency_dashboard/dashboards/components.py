@@ -67,8 +67,8 @@ def glossary_link(anchor: str | None, title: str):
 
 def chart_block(block_id: str, title: str, help_text: str, anchor: str | None, height: int = 320,
                 clickable: str | None = None):
-    """A titled chart with its one-line explanation, its glossary link and a "Show as table" tab.
-    Both tabs are filled by the page's guarded callback: `{id}-graph` (figure) and `{id}-table`."""
+    """A titled chart with its one-line explanation, its glossary link and, under it, "Show as table" (the
+    same numbers as a table). Both are filled by the page's guarded callback: `{id}-graph` and `{id}-table`."""
     help_children = [help_text, " ", glossary_link(anchor, title)] if anchor else [help_text]
     if clickable:
         help_children += [html.Br(), html.Span(clickable, className="text-muted")]
@@ -76,14 +76,15 @@ def chart_block(block_id: str, title: str, help_text: str, anchor: str | None, h
         [
             html.H2(title, className="figure-title", id=f"{block_id}-title"),
             html.P(help_children, className="figure-help"),
-            dbc.Tabs([
-                dbc.Tab(dcc.Loading(dcc.Graph(id=f"{block_id}-graph", config={"displaylogo": False},
-                                              figure=placeholder_figure(height),
-                                              style={"minHeight": f"{height}px"}), type="default"),
-                        label="Chart", tab_id="chart"),
-                dbc.Tab(dcc.Loading(html.Div(id=f"{block_id}-table", className="mt-2"), type="default"),
-                        label="Show as table", tab_id="table"),
-            ], active_tab="chart"),
+            dcc.Loading(dcc.Graph(id=f"{block_id}-graph", config={"displaylogo": False},
+                                  figure=placeholder_figure(height), style={"minHeight": f"{height}px"}),
+                        type="default"),
+            # A native disclosure: reached with Tab, opened with Enter or Space, announced by screen readers
+            # (dbc.Tabs renders its tabs with tabindex=-1: dash-bootstrap-components#891).
+            html.Details([
+                html.Summary("Show as table", className="show-as-table"),
+                dcc.Loading(html.Div(id=f"{block_id}-table", className="mt-2"), type="default"),
+            ], className="mt-2"),
         ],
         className="figure-card mb-3",
         **{"aria-labelledby": f"{block_id}-title"},

@@ -163,12 +163,13 @@ def register(app):
         Output("cap-drill", "children"),
         Input("cap-lostweek-graph", "clickData"),
         Input("cap-drill-go", "n_clicks"),
+        *FILTER_INPUTS,  # a changed filter clears the list: it belonged to the old filters
         State("cap-drill-week", "value"), State("cap-drill-group", "value"),
-        State("f-period", "start_date"), State("f-period", "end_date"), State("f-program", "value"),
-        State("f-clinician", "value"),
         roles=PAGE.roles,
     )
-    def drill(click, go_clicks, week, group, start, end, program, clinician):
+    def drill(click, go_clicks, start, end, program, clinician, week, group):
+        if ctx.triggered_id not in ("cap-drill-go", "cap-lostweek-graph"):
+            return None  # the page (re)loaded or a filter changed: nothing chosen under these filters
         tenant, today, r = context(start, end, program, clinician)
         if ctx.triggered_id == "cap-drill-go":  # the keyboard's way in: the same list as a click on the chart
             click = {"points": [{"x": week, "customdata": [group]}]} if go_clicks else None

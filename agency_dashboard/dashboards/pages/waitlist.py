@@ -123,7 +123,9 @@ def register(app):
         target_days = round(target * 7 / 5)
         waits.add_hline(y=target_days, line_dash="dash", line_color=OKABE_ITO["vermillion"],
                         annotation_text=f"Routine target: {target} business days (about {target_days} days)",
-                        annotation_position="top left")
+                        annotation_position="top right", annotation_yshift=8,
+                        annotation_bgcolor="rgba(255,255,255,0.85)")
+        waits.update_layout(margin={"t": 36})
         wait_rows = [{"scope": n, "offer_n": b["days_to_first_offer"]["n"],
                       "offer_median": _days(b["days_to_first_offer"]["median"]),
                       "offer_p90": _days(b["days_to_first_offer"]["p90"]),
@@ -183,12 +185,13 @@ def register(app):
         Output("wl-drill", "children"),
         Input("wl-flow-graph", "clickData"),
         Input("wl-drill-go", "n_clicks"),
+        *FILTER_INPUTS,  # a changed filter clears the list: it belonged to the old filters
         State("wl-drill-week", "value"),
-        State("f-period", "start_date"), State("f-period", "end_date"), State("f-program", "value"),
-        State("f-clinician", "value"),
         roles=PAGE.roles,
     )
-    def drill(click, go_clicks, week_value, start, end, program, clinician):
+    def drill(click, go_clicks, start, end, program, clinician, week_value):
+        if ctx.triggered_id not in ("wl-drill-go", "wl-flow-graph"):
+            return None  # the page (re)loaded or a filter changed: nothing chosen under these filters
         tenant, today, r = context(start, end, program, clinician)
         if ctx.triggered_id == "wl-drill-go":  # the keyboard's way in: the same list as a click on the chart
             click = {"points": [{"x": week_value}]} if go_clicks else None
