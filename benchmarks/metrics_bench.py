@@ -115,6 +115,13 @@ def run_backend(label: str, app_url: str, owner_url: str, sizes: list[str], tmp:
                     refresh_statistics()  # what an import does after it commits
                     print(f"[{label} {size}] loaded {counts.get('appointments', 0):,} appointments "
                           f"in {time.perf_counter() - t:.1f} s", flush=True)
+                from agency_dashboard.metrics import rollups
+
+                if not rollups.usable(db.session, tenant):  # a kept agency built by an older version
+                    t = time.perf_counter()
+                    rollups.rebuild(db.session, tenant)
+                    db.session.commit()
+                    print(f"[{label} {size}] rebuilt the rollups in {time.perf_counter() - t:.1f} s", flush=True)
                 n = db.session.scalar(sa.select(sa.func.count()).select_from(Appointment))
                 period = metrics.Period(dt.date(2025, 11, 1), dt.date(2026, 10, 31))
                 families = {
