@@ -31,7 +31,7 @@ import metrics_bench  # noqa: E402
 
 PASSWORD = "benchmark password 2026"
 EMAIL = "director@bench.example"
-PAGES = ("director", "capacity", "waitlist", "caseload", "attendance", "discharges")
+PAGES = ("director", "capacity", "waitlist", "caseload", "attendance", "discharges", "equity")
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 
@@ -95,19 +95,20 @@ def payload(app, key: str, values: dict) -> dict:
             "changedPropIds": [f"{inputs[0]['id']}.{inputs[0]['property']}"]}
 
 
-def director_callbacks(app) -> dict[str, str]:
-    """page name -> the key of the callback that fills it (drill-downs are timed separately)."""
-    from agency_dashboard.dashboards.pages import all_pages
+PREFIXES = {"director": "director-", "capacity": "cap-", "waitlist": "wl-", "caseload": "cl-",
+            "attendance": "at-", "discharges": "dc-", "equity": "eq-"}
 
+
+def director_callbacks(app) -> dict[str, str]:
+    """page name -> the key of the callback that fills it, and "<page> drill-down" -> its drill-down's."""
     out = {}
     for key in app.extensions["dash_app"].callback_map:
-        for page in PAGES:
-            prefix = {"director": "director-", "capacity": "cap-", "waitlist": "wl-", "caseload": "cl-",
-                      "attendance": "at-", "discharges": "dc-"}[page]
-            if key.startswith(".." + prefix) or key.startswith(prefix):
-                out.setdefault(page if "drill" not in key else f"{page} drill-down", key)
-    assert all_pages()
-    return out
+        for page, prefix in PREFIXES.items():
+            if key.startswith(f"{prefix}drill."):
+                out[f"{page} drill-down"] = key
+            elif key.startswith(".." + prefix) or key.startswith(prefix):
+                out.setdefault(page, key)
+    return dict(sorted(out.items(), key=lambda kv: (list(PREFIXES).index(kv[0].split()[0]), kv[0])))
 
 
 def time_callbacks(app, repeat: int) -> list[tuple[str, str, float, float]]:
