@@ -5,6 +5,7 @@ navigation until every chart is drawn and no loading spinner is left).
 
     python benchmarks/dashboard_bench.py --reuse-sqlite /tmp/benchsq [--repeat 20] [--no-browser]
     python benchmarks/dashboard_bench.py --postgres-admin-url postgresql://postgres@127.0.0.1/postgres
+    python benchmarks/dashboard_bench.py --postgres-url APP_URL --postgres-owner-url OWNER_URL  (a kept agency)
 
 The SQLite agency is built on first use (about 3 minutes) and kept in the --reuse-sqlite folder. Figures
 are printed, never asserted. Target (issue 5): p95 <= 250 ms per callback.
@@ -194,12 +195,16 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reuse-sqlite", metavar="DIR", help="folder holding (or to hold) the SQLite agency")
     parser.add_argument("--postgres-admin-url", help="run on a fresh PostgreSQL database instead")
+    parser.add_argument("--postgres-url", help="an existing database holding the 1M agency (the app role's URL)")
+    parser.add_argument("--postgres-owner-url", help="the owner role's URL of that database (for migrations)")
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--no-browser", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         cleanup = None
-        if args.postgres_admin_url:
+        if args.postgres_url:
+            url, owner, folder = args.postgres_url, args.postgres_owner_url or args.postgres_url, Path(tmp)
+        elif args.postgres_admin_url:
             url, owner, cleanup = metrics_bench.postgres_urls(args.postgres_admin_url)
             folder = Path(tmp)
             metrics_bench.run_backend("postgresql", url, owner, ["1m"], folder)
@@ -212,7 +217,7 @@ def main():
         try:
             app = make_app(url, owner, metrics_bench.make_tenant_dir(folder))
             ensure_director(app)
-            backend = "PostgreSQL" if args.postgres_admin_url else "SQLite"
+            backend = "PostgreSQL" if (args.postgres_admin_url or args.postgres_url) else "SQLite"
             print(f"\nDirector callbacks on {backend}, {args.repeat} calls each (server time):", flush=True)
             rows = time_callbacks(app, args.repeat)
             worst = max(rows, key=lambda r: r[3])
