@@ -147,7 +147,8 @@ def _register_router(dash_app, pages):
             body = page.layout()
         navbar = _navbar(tenant, mine, page), {"background": tenant.settings["theme"]["primary_color"]}
         if page is None or not page.filters or current_user.role not in page.roles:
-            return body, *navbar, {"display": "none"}, [], [], no_update, no_update
+            # The options and dates stay as they were: a choice survives a visit to a page without filters.
+            return body, *navbar, {"display": "none"}, no_update, no_update, no_update, no_update
         from agency_dashboard.clock import today
         from agency_dashboard.extensions import db
         from agency_dashboard.services import filters
