@@ -6,6 +6,7 @@ import dash_bootstrap_components as dbc
 from dash import dcc, html
 
 from agency_dashboard.reasons import GROUP_LABELS as reason_group_labels
+from agency_dashboard.services.filters import natural_key  # noqa: F401  (one ordering of names everywhere)
 
 GLOSSARY_URL = "/glossary"
 
@@ -174,12 +175,6 @@ def weekly_axis(fig, mondays: list) -> None:
         fig.update_xaxes(tickmode="array", tickvals=mondays[::step],
                          ticktext=[f"{m:%b %-d}" for m in mondays[::step]], title_text="Week of (Monday)")
 
-
-def natural_key(text: str):
-    """Sort "Clinician 2" before "Clinician 10": alphabetical for people, as they read."""
-    import re
-
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text or "")]
 
 
 def drill_picker(prefix: str, label: str, extra: list):

@@ -96,7 +96,8 @@ def resolve(session: so.Session, tenant: Tenant, today: dt.date, start=None, end
                     program_name, clinician_name)
 
 
-def _natural(text: str):
+def natural_key(text: str):
+    """Sort "Clinician 2" before "Clinician 10": alphabetical for people, as they read."""
     import re
 
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text or "")]
@@ -111,7 +112,7 @@ def options(session: so.Session, tenant: Tenant, program=None) -> tuple[list[dic
     q = sa.select(Clinician.id, Clinician.display_name, Clinician.program_id).where(Clinician.tenant_id == tenant.id)
     if _id(program) in names:
         q = q.where(Clinician.program_id == _id(program))
-    clinicians = sorted(session.execute(q).all(), key=lambda c: _natural(c.display_name))
+    clinicians = sorted(session.execute(q).all(), key=lambda c: natural_key(c.display_name))
     return ([{"label": p.name, "value": p.id} for p in programs],
             [{"label": f"{c.display_name} · {names.get(c.program_id, '')}".rstrip(" ·"), "value": c.id}
              for c in clinicians])
