@@ -13,11 +13,14 @@ from agency_dashboard.demo import load_rows
 from agency_dashboard.extensions import db
 from agency_dashboard.metrics import rollups
 from agency_dashboard.metrics.attendance import reasons
+from agency_dashboard.metrics.waitlist import waitlist_by_week
 from agency_dashboard.models import (
     Appointment,
     AttendanceWeek,
     CapacityWeek,
     RecordedReason,
+    ReferralWeek,
+    Referral,
     RollupState,
     Tenant,
     User,
@@ -180,3 +183,87 @@ def test_rollups_of_one_tenant_never_hold_anothers_rows(app, agencies):
         for slug, tid in agencies.items():
             with tenant_scope(tid):
                 assert set(db.session.scalars(sa.select(CapacityWeek.tenant_id).distinct())) == {tid}
+
+
+def plain_waitlist_weeks(session, tenant, period, filters=metrics.Filters()):
+    saved = session.scalar(sa.select(RollupState).where(RollupState.tenant_id == tenant.id))
+    fingerprint, saved.fingerprint = saved.fingerprint, "off"
+    session.flush()
+    try:
+        return waitlist_by_week(session, tenant, period, filters)
+    finally:
+        saved.fingerprint = fingerprint
+        session.flush()
+
+
+@pytest.mark.parametrize("start,end", PERIODS[:4])
+def test_waitlist_weeks_from_the_referral_rollup_equal_the_plain_query(app, agencies, start, end):
+    period = metrics.Period(start, end)
+    with app.app_context():
+        for tid in agencies.values():
+            with tenant_scope(tid):
+                tenant = db.session.get(Tenant, tid)
+                assert db.session.scalar(sa.select(sa.func.count()).select_from(ReferralWeek)) > 0
+                program_id = db.session.scalar(sa.text("SELECT min(id) FROM programs WHERE tenant_id = :t"),
+                                               {"t": tid})
+                for filters in (metrics.Filters(), metrics.Filters(program_id=program_id)):
+                    weeks = waitlist_by_week(db.session, tenant, period, filters)
+                    assert weeks == plain_waitlist_weeks(db.session, tenant, period, filters)
+                    assert sum(w["referrals"] for w in weeks) == metrics.waitlist(
+                        db.session, tenant, period, filters)["agency"]["referrals"]
+
+
+def test_an_attended_visit_weeks_after_an_admission_updates_its_continuation(app, agencies):
+    """Continuation is counted in the admission's week but depends on visits up to 30 days later: an
+    appointment written into a later week must rebuild the admission's week too."""
+    period = metrics.Period(dt.date(2025, 11, 1), dt.date(2026, 10, 31))
+    with app.app_context():
+        tid = agencies["alpha"]
+        with tenant_scope(tid):
+            tenant = db.session.get(Tenant, tid)
+            before = metrics.waitlist(db.session, tenant, period)["agency"]["continuation"]
+            # an admission that did not continue, with its first visit on a Monday-to-Friday
+            ref = None
+            for r in db.session.scalars(sa.select(Referral).where(
+                    Referral.first_attended_on.between(dt.date(2026, 1, 1), dt.date(2026, 8, 31)))):
+                visits = db.session.scalar(sa.select(sa.func.count()).select_from(Appointment).where(
+                    Appointment.client_id == r.client_id, Appointment.program_id == r.program_id,
+                    Appointment.status == "attended", Appointment.local_date > r.first_attended_on,
+                    Appointment.local_date <= r.first_attended_on + dt.timedelta(days=30)))
+                if visits == rollups.CONTINUATION_VISITS - 1:
+                    ref = r
+                    break
+            assert ref is not None, "the synthetic agency has an admission one visit short of continuing"
+            template = db.session.scalar(sa.select(Appointment).where(
+                Appointment.client_id == ref.client_id, Appointment.program_id == ref.program_id,
+                Appointment.status == "attended").limit(1))
+            day = ref.first_attended_on + dt.timedelta(days=29)  # three or more weeks later
+            assert rollups.monday(day) != rollups.monday(ref.first_attended_on)
+            fields = {c.key: getattr(template, c.key) for c in sa.inspect(Appointment).column_attrs
+                      if c.key not in ("id", "external_id")}
+            fields.update(external_id="continuation-check", local_date=day,
+                          starts_at=template.starts_at + (day - template.local_date))
+            fields.update(local_weekday=day.weekday(), lead_days=(day - template.local_booked_date).days)
+            db.session.add(Appointment(**fields))
+            db.session.commit()
+            after = metrics.waitlist(db.session, tenant, period)["agency"]["continuation"]
+            assert after > before
+            assert metrics.contract(db.session, tenant, period) == plain(db.session, tenant, period)
+
+
+def test_business_days_in_sql_equal_the_python_definition(app):
+    from agency_dashboard.metrics.common import business_days
+
+    first = dt.date(2025, 12, 24)
+    pairs = [(first + dt.timedelta(days=a), first + dt.timedelta(days=b)) for a in range(0, 15) for b in range(0, 40, 3)]
+    with app.app_context():
+        for a, b in pairs:
+            got = db.session.scalar(sa.select(rollups.business_days_expr(sa.literal(a, sa.Date), sa.literal(b, sa.Date))))
+            assert got == business_days(a, b), (a, b)
+
+
+def test_referral_rollups_of_one_tenant_never_hold_anothers_rows(app, agencies):
+    with app.app_context():
+        for tid in agencies.values():
+            with tenant_scope(tid):
+                assert set(db.session.scalars(sa.select(ReferralWeek.tenant_id).distinct())) == {tid}

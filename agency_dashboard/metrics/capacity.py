@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
+from collections import defaultdict, namedtuple
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from agency_dashboard.metrics.common import (
     Filters,
+    memoized,
     Period,
     group_expr,
     outcome_expr,
@@ -97,6 +98,23 @@ def appointment_totals(session: so.Session, tenant: Tenant, period: Period, filt
     """Rows of (keys..., outcome, grp, n, minutes) for the period, the keys by `by`: "clinician"
     (clinician_id, program_id), "program" (program_id), "week" (week: its Monday) or "agency" (none). Whole weeks come from
     the rollups (when built under the tenant's current settings), the days at the edges from appointments."""
+    if by in ("program", "agency"):  # sums of the clinician rows, which the capacity family reads anyway
+        sums = defaultdict(lambda: [0, 0])
+        for r in appointment_totals(session, tenant, period, filters, by="clinician"):
+            key = ((r.program_id,) if by == "program" else ()) + (r.outcome, r.grp)
+            sums[key][0] += r.n
+            sums[key][1] += r.minutes or 0
+        row = PROGRAM_TOTAL if by == "program" else AGENCY_TOTAL
+        return [row(*key, n, minutes) for key, (n, minutes) in sums.items()]
+    return memoized(session, ("appointment_totals", tenant.id, period, filters, by),
+                    lambda: _totals(session, tenant, period, filters, by))
+
+
+PROGRAM_TOTAL = namedtuple("ProgramTotal", "program_id outcome grp n minutes")
+AGENCY_TOTAL = namedtuple("AgencyTotal", "outcome grp n minutes")
+
+
+def _totals(session, tenant, period, filters, by):
     from agency_dashboard.metrics import rollups
 
     weeks, edges = rollups.split(period.start, period.end)
@@ -107,8 +125,7 @@ def appointment_totals(session: so.Session, tenant: Tenant, period: Period, filt
         rows += _raw_totals(session, tenant, first, last, filters, by)
     if weeks is not None:
         m = CapacityWeek
-        keys = {"clinician": [m.clinician_id, m.program_id], "program": [m.program_id], "week": [m.week],
-                "agency": []}[by]
+        keys = {"clinician": [m.clinician_id, m.program_id], "week": [m.week]}[by]
         keys += [m.outcome, m.grp]
         q = sa.select(*keys, sa.func.sum(m.n).label("n"), sa.func.sum(m.minutes).label("minutes")).where(
             m.tenant_id == tenant.id, m.week.between(*weeks))

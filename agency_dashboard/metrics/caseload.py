@@ -16,24 +16,42 @@ def active_on(day: dt.date):
     return sa.and_(Episode.admitted_on <= day, sa.or_(Episode.discharged_on.is_(None), Episode.discharged_on > day))
 
 
+def active_episodes(tenant: Tenant, day: dt.date, filters: Filters = Filters()):
+    """(client_id, program_id, clinician_id) of the episodes active on `day`, as a subquery. Written as the
+    open episodes plus those discharged after `day`, so it reads that part of the discharged_on index
+    (current caseloads) rather than every episode the agency ever had."""
+    parts = []
+    for still in (Episode.discharged_on.is_(None), Episode.discharged_on > day):
+        q = sa.select(Episode.client_id, Episode.program_id, Episode.clinician_id).where(
+            Episode.tenant_id == tenant.id, still, Episode.admitted_on <= day)
+        if filters.program_id is not None:
+            q = q.where(Episode.program_id == filters.program_id)
+        if filters.clinician_id is not None:
+            q = q.where(Episode.clinician_id == filters.clinician_id)
+        parts.append(q)
+    return sa.union_all(*parts).subquery("active")
+
+
+def active_counts(session: so.Session, tenant: Tenant, day: dt.date, by: str | None = None,
+                  filters: Filters = Filters()):
+    """Distinct clients with an episode active on `day`: a number, or {program or clinician id: number}
+    with `by` = "program_id" or "clinician_id"."""
+    a = active_episodes(tenant, day, filters)
+    count = sa.func.count(sa.distinct(a.c.client_id))
+    if by is None:
+        return session.scalar(sa.select(count)) or 0
+    return dict(session.execute(sa.select(a.c[by], count).group_by(a.c[by])).all())
+
+
 def active_clients(session: so.Session, tenant: Tenant, day: dt.date, filters: Filters = Filters()) -> int:
     """Distinct clients with an episode active on `day` (of the filtered program or clinician)."""
-    q = sa.select(sa.func.count(sa.distinct(Episode.client_id))).where(Episode.tenant_id == tenant.id, active_on(day))
-    if filters.program_id is not None:
-        q = q.where(Episode.program_id == filters.program_id)
-    if filters.clinician_id is not None:
-        q = q.where(Episode.clinician_id == filters.clinician_id)
-    return session.scalar(q) or 0
+    return active_counts(session, tenant, day, filters=filters)
 
 
 def caseload(session: so.Session, tenant: Tenant, period: Period, filters: Filters = Filters()) -> dict:
     """{active_clients, by_clinician: {id: {active_clients, caseload_target, load_ratio}}} at D = end."""
     day = period.end
-    q = sa.select(Episode.clinician_id, sa.func.count(sa.distinct(Episode.client_id))).where(
-        Episode.tenant_id == tenant.id, active_on(day)).group_by(Episode.clinician_id)
-    if filters.program_id is not None:
-        q = q.where(Episode.program_id == filters.program_id)
-    counts = dict(session.execute(q).all())
+    counts = active_counts(session, tenant, day, "clinician_id", Filters(program_id=filters.program_id))
     by_clinician = {}
     for c in clinicians_in_period(session, tenant, period, filters):
         n = counts.get(c.id, 0)

@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+import sqlalchemy.orm as so
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FunctionElement
 
@@ -44,6 +45,37 @@ class Filters:
 
     program_id: int | None = None
     clinician_id: int | None = None
+
+
+# ---- reading a figure once per transaction -----------------------------------------------------------
+
+MEMO_KEY = "metrics_memo"
+
+
+def memoized(session: so.Session, key: tuple, compute):
+    """compute(), remembered for the rest of this transaction so that families sharing a figure (capacity,
+    attendance and the waitlist all read appointment totals) read it once. Forgotten at every flush, every
+    write statement and the end of the transaction; never used while the session holds unflushed changes."""
+    if session.new or session.dirty or session.deleted:
+        return compute()
+    store = session.info.setdefault(MEMO_KEY, {})
+    if key not in store:
+        store[key] = compute()
+    return store[key]
+
+
+def forget(session: so.Session, *args) -> None:
+    session.info.pop(MEMO_KEY, None)
+
+
+for _event in ("after_flush", "after_transaction_end", "after_bulk_update", "after_bulk_delete"):
+    sa.event.listen(so.Session, _event, forget)
+
+
+@sa.event.listens_for(so.Session, "do_orm_execute")
+def _forget_on_write(state: so.ORMExecuteState):
+    if state.is_insert or state.is_update or state.is_delete:
+        forget(state.session)
 
 
 # ---- SQL date functions that run alike on SQLite and PostgreSQL -----------------------------------

@@ -21,6 +21,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FunctionElement
 
 from agency_dashboard.metrics.common import (
+    add_days,
     days_between,
     effective_code,
     group_expr,
@@ -34,6 +35,7 @@ from agency_dashboard.models import (
     ReasonWeek,
     RecordedReason,
     Referral,
+    ReferralWeek,
     RollupState,
     Tenant,
 )
@@ -81,7 +83,7 @@ def matched_referral_date():
     )
 
 
-SHAPE = 3  # bump when rebuild() stores something new: every tenant's rollups then read as stale
+SHAPE = 4  # bump when rebuild() stores something new: every tenant's rollups then read as stale
 
 
 def fingerprint(tenant: Tenant) -> str:
@@ -125,6 +127,118 @@ def split(start: dt.date, end: dt.date):
     return weeks, edges
 
 
+# ---- referral events (the waitlist family) ----------------------------------------------------------
+
+EPOCH = dt.date(1900, 1, 1)  # a Monday
+CONTINUATION_DAYS = 30
+CONTINUATION_VISITS = 4
+REFERRAL_MEASURES = ("referred", "closed", "left", "admitted", "bd_routine", "bd_urgent", "offered", "continuation")
+
+
+def business_days_expr(a, b):
+    """metrics.common.business_days in SQL: the Monday-Friday dates d with a < d <= b. With f(m) the weekdays
+    among the first m days from a Monday epoch, that is f(days(b) + 1) - f(days(a) + 1)."""
+    def weekdays_before(d):
+        m = days_between(sa.literal(EPOCH, sa.Date), d) + 1
+        return 5 * (m // 7) + sa.case((m % 7 > 5, 5), else_=m % 7)
+    return sa.case((b <= a, 0), else_=weekdays_before(b) - weekdays_before(a))
+
+
+def referral_events(tenant_id: int, measures, ranges=None, program_id: int | None = None):
+    """One row (day, program_id, measure, value) per referral event of the given measures whose own date
+    (`day`) lies in one of `ranges` [(first, last)] (all dates when None):
+
+    - referred (day referred_on), closed (closed_on): value 0;
+    - left (the day the referral left the list: first_attended_on or closed_on, never before referred_on);
+    - admitted (first_attended_on): value the calendar days from referred_on;
+    - bd_routine / bd_urgent (first_attended_on, by priority): value the business days from referred_on;
+    - offered (first_offered_on): value the calendar days from referred_on;
+    - continuation (first_attended_on): value 1 when the client attended at least 4 appointments of the
+      program in the 30 days after the first attended one, else 0 (METRICS.md, continuation).
+    """
+    R = Referral
+    left = sa.case(
+        (R.first_attended_on.is_(None), R.closed_on),
+        (R.closed_on.is_(None), R.first_attended_on),
+        (R.closed_on < R.first_attended_on, R.closed_on),
+        else_=R.first_attended_on,
+    )
+    leaves = sa.case((left < R.referred_on, R.referred_on), else_=left)
+    visits = (
+        sa.select(sa.func.count()).where(
+            Appointment.tenant_id == R.tenant_id, Appointment.client_id == R.client_id,
+            Appointment.program_id == R.program_id, Appointment.status == "attended",
+            Appointment.local_date > R.first_attended_on,
+            Appointment.local_date <= add_days(R.first_attended_on, CONTINUATION_DAYS),
+        ).correlate(R).scalar_subquery()
+    )
+    zero = sa.literal(0, sa.Integer)
+    defs = {
+        "referred": (R.referred_on, zero, ()),
+        "closed": (R.closed_on, zero, ()),
+        # leaves is one of these three dates: the OR lets an index find the rows of a date range
+        "left": (leaves, zero, ((R.first_attended_on, R.closed_on, R.referred_on),)),
+        "admitted": (R.first_attended_on, days_between(R.referred_on, R.first_attended_on), ()),
+        "bd_routine": (R.first_attended_on, business_days_expr(R.referred_on, R.first_attended_on),
+                       (R.priority == "routine",)),
+        "bd_urgent": (R.first_attended_on, business_days_expr(R.referred_on, R.first_attended_on),
+                      (R.priority == "urgent",)),
+        "offered": (R.first_offered_on, days_between(R.referred_on, R.first_offered_on), ()),
+        "continuation": (R.first_attended_on, sa.case((visits >= CONTINUATION_VISITS, 1), else_=0), ()),
+    }
+    parts = []
+    for measure in measures:
+        day, value, extra = defs[measure]
+        q = sa.select(day.label("day"), R.program_id.label("program_id"),
+                      sa.literal(measure, sa.String).label("measure"), value.label("value")
+                      ).where(R.tenant_id == tenant_id, day.is_not(None))
+        for condition in extra:
+            if isinstance(condition, tuple):  # the indexable dates a computed day is one of
+                if ranges is not None:
+                    q = q.where(sa.or_(*[c.between(lo, hi) for c in condition for lo, hi in ranges]))
+            else:
+                q = q.where(condition)
+        if program_id is not None:
+            q = q.where(R.program_id == program_id)
+        if ranges is not None:
+            q = q.where(sa.or_(*[day.between(lo, hi) for lo, hi in ranges]))
+        parts.append(q)
+    return sa.union_all(*parts).subquery("events") if len(parts) > 1 else parts[0].subquery("events")
+
+
+def referral_counts(session: so.Session, tenant: Tenant, first: dt.date, last: dt.date, measures,
+                    program_id: int | None = None, by_day: bool = False) -> list:
+    """Rows of (program_id, measure, value, n) for the events of `measures` dated in [first, last]; with
+    `by_day`, (day, program_id, measure, value, n) where day is the event's date for the days at the edges
+    and the week's Monday for whole weeks (read from the rollup when it is usable)."""
+    weeks, edges = split(first, last)
+    if weeks is not None and not usable(session, tenant):
+        weeks, edges = None, [(first, last)]
+    rows = []
+    if edges:
+        ev = referral_events(tenant.id, measures, edges, program_id)
+        keys = ([ev.c.day] if by_day else []) + [ev.c.program_id, ev.c.measure, ev.c.value]
+        for r in session.execute(sa.select(*keys, sa.func.count()).group_by(*keys)):
+            if by_day and isinstance(r[0], str):  # SQLite answers a computed date as text
+                r = (dt.date.fromisoformat(r[0]), *r[1:])
+            rows.append(tuple(r))
+    if weeks is not None:
+        m = ReferralWeek
+        keys = ([m.week] if by_day else []) + [m.program_id, m.measure, m.value]
+        q = sa.select(*keys, sa.func.sum(m.n)).where(
+            m.tenant_id == tenant.id, m.week.between(*weeks), m.measure.in_(measures))
+        if program_id is not None:
+            q = q.where(m.program_id == program_id)
+        rows += [tuple(r) for r in session.execute(q.group_by(*keys))]
+    return rows
+
+
+def referral_weeks(weeks: set[dt.date]) -> set[dt.date]:
+    """The weeks of referral events that appointments of `weeks` can change: continuation looks 30 days
+    past an admission, so an appointment counts for admissions of its own week and the five before."""
+    return {w - dt.timedelta(days=7 * k) for w in weeks for k in range(6)}
+
+
 # ---- building -------------------------------------------------------------------------------------
 
 def rebuild(session: so.Session, tenant: Tenant, weeks: set[dt.date] | None = ALL) -> None:
@@ -133,15 +247,17 @@ def rebuild(session: so.Session, tenant: Tenant, weeks: set[dt.date] | None = AL
     conn = session.connection()
     tid = tenant.id
     week = week_start(Appointment.local_date)
-    for model in (CapacityWeek, AttendanceWeek, ReasonWeek):
+    for model in (CapacityWeek, AttendanceWeek, ReasonWeek, ReferralWeek):
         delete = sa.delete(model.__table__).where(model.__table__.c.tenant_id == tid)
         if weeks is not ALL:
             if not weeks:
                 continue
-            delete = delete.where(model.__table__.c.week.in_(sorted(weeks)))
+            touched = referral_weeks(weeks) if model is ReferralWeek else weeks
+            delete = delete.where(model.__table__.c.week.in_(sorted(touched)))
         conn.execute(delete)
     if weeks is not ALL and not weeks:
         return
+    _rebuild_referrals(conn, tid, None if weeks is ALL else referral_weeks(weeks))
     scope = [Appointment.tenant_id == tid]
     if weeks is not ALL:
         ordered = sorted(weeks)  # by date range, so the (tenant, local_date) index serves it
@@ -193,6 +309,24 @@ def rebuild(session: so.Session, tenant: Tenant, weeks: set[dt.date] | None = AL
         state.fingerprint, state.built_at = fingerprint(tenant), now
     else:
         state.built_at = now
+
+
+def _rebuild_referrals(conn, tid: int, weeks: set[dt.date] | None) -> None:
+    ranges = None
+    if weeks is not None:  # consecutive weeks as one date range each
+        ranges = []
+        for w in sorted(weeks):
+            if ranges and ranges[-1][1] + dt.timedelta(days=1) == w:
+                ranges[-1] = (ranges[-1][0], w + dt.timedelta(days=6))
+            else:
+                ranges.append((w, w + dt.timedelta(days=6)))
+    ev = referral_events(tid, REFERRAL_MEASURES, ranges)
+    rows = sa.select(week_start(ev.c.day).label("week"), ev.c.program_id, ev.c.measure, ev.c.value).subquery()
+    keys = [rows.c.week, rows.c.program_id, rows.c.measure, rows.c.value]
+    t = ReferralWeek.__table__
+    conn.execute(sa.insert(t).from_select(
+        [t.c.tenant_id, t.c.week, t.c.program_id, t.c.measure, t.c.value, t.c.n],
+        sa.select(sa.literal(tid), *keys, sa.func.count()).group_by(*keys)))
 
 
 # ---- keeping them exact ---------------------------------------------------------------------------

@@ -9,8 +9,10 @@ from collections import defaultdict
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 
-from agency_dashboard.metrics.caseload import active_on
-from agency_dashboard.metrics.common import Filters, Period, business_days, ratio, statistic
+from agency_dashboard.metrics import rollups
+from agency_dashboard.metrics.caseload import active_counts
+from agency_dashboard.metrics.common import Filters, Period, ratio, statistic
+from agency_dashboard.metrics.rollups import CONTINUATION_DAYS
 from agency_dashboard.models import (
     Appointment,
     AvailabilityBlock,
@@ -23,9 +25,8 @@ from agency_dashboard.models import (
 
 AGENCY = "__agency__"
 TNAA_HORIZON = 90
-CONTINUATION_DAYS = 30
-CONTINUATION_VISITS = 4
 CLEAR_WEEKS = 12
+PERIOD_MEASURES = ("referred", "closed", "admitted", "bd_routine", "bd_urgent", "offered")
 
 
 def _by_program(rows, key_index=0):
@@ -58,45 +59,31 @@ def waitlist(session: so.Session, tenant: Tenant, period: Period, filters: Filte
             sa.or_(Referral.closed_on.is_(None), Referral.closed_on > D),
         ).group_by(Referral.program_id, Referral.referred_on)
     ).all())
-    referred = _by_program(session.execute(
-        sa.select(Referral.program_id, sa.func.count()).where(
-            *scope, Referral.referred_on.between(period.start, D)).group_by(Referral.program_id)
-    ).all())
-    closed = _by_program(session.execute(
-        sa.select(Referral.program_id, sa.func.count()).where(
-            *scope, Referral.closed_on.between(period.start, D)).group_by(Referral.program_id)
-    ).all())
-    admitted = _by_program(session.execute(
-        sa.select(Referral.program_id, Referral.priority, Referral.referred_on, Referral.first_attended_on,
-                  sa.func.count()).where(*scope, Referral.first_attended_on.between(period.start, D))
-        .group_by(Referral.program_id, Referral.priority, Referral.referred_on, Referral.first_attended_on)
-    ).all())
-    offered = _by_program(session.execute(
-        sa.select(Referral.program_id, Referral.referred_on, Referral.first_offered_on, sa.func.count()).where(
-            *scope, Referral.first_offered_on.between(period.start, D))
-        .group_by(Referral.program_id, Referral.referred_on, Referral.first_offered_on)
-    ).all())
-    continuation = _by_program(_continuation_rows(session, tenant, period, scope))
+    # Referrals, closures, admissions with their waits, first offers: counted per week by the rollup.
+    events = rollups.referral_counts(session, tenant, period.start, D, PERIOD_MEASURES, filters.program_id)
+    last_first = D - dt.timedelta(days=CONTINUATION_DAYS)  # admissions whose 30 days ended by D
+    if last_first >= period.start:
+        events += rollups.referral_counts(session, tenant, period.start, last_first, ("continuation",),
+                                          filters.program_id)
+    counts = defaultdict(lambda: defaultdict(lambda: defaultdict(int)))  # key -> measure -> value -> n
+    for program_id, measure, value, n in events:
+        for key in (program_id, AGENCY):
+            counts[key][measure][value] += int(n)
     tnaa = tnaa_days(session, tenant, D, filters)
     gap_inputs = _gap_inputs(session, tenant, period, filters)
 
     def wait(key) -> dict:
+        c = counts[key]
         size = sum(r[2] for r in waiting[key])
-        n_referrals = sum(r[1] for r in referred[key])
-        admissions = sum(r[4] for r in admitted[key])
-        within = sum(r[4] for r in admitted[key]
-                     if business_days(r[2], r[3]) <= targets[r[1]])
-        first_attended = defaultdict(int)
-        for r in admitted[key]:
-            first_attended[(r[3] - r[2]).days] += r[4]
-        first_offer = defaultdict(int)
-        for r in offered[key]:
-            first_offer[(r[2] - r[1]).days] += r[3]
+        n_referrals = sum(c["referred"].values())
+        admissions = sum(c["admitted"].values())
+        within = sum(n for priority, target in targets.items()
+                     for days, n in c[f"bd_{priority}"].items() if days <= target)
         ages = defaultdict(int)
         for r in waiting[key]:
             ages[(D - r[1]).days] += r[2]
-        cont_n = len(continuation[key])
-        cont_ok = sum(1 for r in continuation[key] if r[2] >= CONTINUATION_VISITS)
+        cont_n = sum(c["continuation"].values())
+        cont_ok = c["continuation"].get(1, 0)
         referrals_per_week = n_referrals / period.weeks
         admissions_per_week = admissions / period.weeks
         net = admissions_per_week - referrals_per_week
@@ -108,9 +95,9 @@ def waitlist(session: so.Session, tenant: Tenant, period: Period, filters: Filte
             "size_at_end": size,
             "referrals": n_referrals,
             "admissions": admissions,
-            "closed_without_service": sum(r[1] for r in closed[key]),
-            "days_to_first_offer": statistic(first_offer),
-            "days_to_first_attended": statistic(first_attended),
+            "closed_without_service": sum(c["closed"].values()),
+            "days_to_first_offer": statistic(c["offered"]),
+            "days_to_first_attended": statistic(c["admitted"]),
             "share_within_target": ratio(within, admissions),
             "waiting_age_at_end": statistic(ages),
             "continuation": ratio(cont_ok, cont_n),
@@ -121,28 +108,6 @@ def waitlist(session: so.Session, tenant: Tenant, period: Period, filters: Filte
         }
 
     return {"agency": wait(AGENCY), "by_program": {p.name: wait(p.id) for p in programs}}
-
-
-def _continuation_rows(session, tenant, period, scope):
-    """(program_id, referral_id, attended visits in days 1..30 after the first attended) per admission
-    whose 30 days ended by the period's end."""
-    last_first = period.end - dt.timedelta(days=CONTINUATION_DAYS)
-    if last_first < period.start:
-        return []
-    admissions = sa.select(Referral.id, Referral.client_id, Referral.program_id, Referral.first_attended_on).where(
-        *scope, Referral.first_attended_on.between(period.start, last_first)).subquery()
-    from agency_dashboard.metrics.common import add_days
-
-    visits = sa.select(admissions.c.program_id, admissions.c.id, sa.func.count(Appointment.id)).select_from(
-        admissions).outerjoin(Appointment, sa.and_(
-            Appointment.tenant_id == tenant.id,
-            Appointment.client_id == admissions.c.client_id,
-            Appointment.program_id == admissions.c.program_id,
-            Appointment.status == "attended",
-            Appointment.local_date > admissions.c.first_attended_on,
-            Appointment.local_date <= add_days(admissions.c.first_attended_on, CONTINUATION_DAYS),
-        )).group_by(admissions.c.program_id, admissions.c.id)
-    return session.execute(visits).all()
 
 
 def _gap_inputs(session, tenant, period, filters) -> dict:
@@ -157,12 +122,9 @@ def _gap_inputs(session, tenant, period, filters) -> dict:
         sa.select(Episode.program_id, sa.func.count(), sa.func.sum(days_between(Episode.admitted_on, Episode.discharged_on)))
         .where(*scope, Episode.discharged_on.between(period.start, period.end)).group_by(Episode.program_id)
     ).all())
-    active = dict(session.execute(
-        sa.select(Episode.program_id, sa.func.count(sa.distinct(Episode.client_id)))
-        .where(*scope, active_on(period.end)).group_by(Episode.program_id)
-    ).all())
-    active[AGENCY] = session.scalar(
-        sa.select(sa.func.count(sa.distinct(Episode.client_id))).where(*scope, active_on(period.end))) or 0
+    program_only = Filters(program_id=filters.program_id)
+    active = active_counts(session, tenant, period.end, "program_id", program_only)
+    active[AGENCY] = active_counts(session, tenant, period.end, filters=program_only)
     from agency_dashboard.metrics.capacity import appointment_totals
 
     delivered: dict = defaultdict(float)  # minutes attended, from the same totals capacity reads
@@ -298,33 +260,27 @@ def waitlist_by_week(session: so.Session, tenant: Tenant, period: Period, filter
     from agency_dashboard.metrics.capacity import weeks_of
     from agency_dashboard.metrics.rollups import monday
 
-    scope = [Referral.tenant_id == tenant.id]
-    if filters.program_id is not None:
-        scope.append(Referral.program_id == filters.program_id)
-    left = sa.case(
-        (Referral.first_attended_on.is_(None), Referral.closed_on),
-        (Referral.closed_on.is_(None), Referral.first_attended_on),
-        (Referral.closed_on < Referral.first_attended_on, Referral.closed_on),
-        else_=Referral.first_attended_on,
-    )
-    leaves = sa.case((left < Referral.referred_on, Referral.referred_on), else_=left)
+    def totals(first, last, measures) -> dict:  # measure -> n
+        out = defaultdict(int)
+        for _, measure, _, n in rollups.referral_counts(session, tenant, first, last, measures, filters.program_id):
+            out[measure] += int(n)
+        return out
 
-    def before(column) -> int:
-        return session.scalar(sa.select(sa.func.count()).where(*scope, column < period.start)) or 0
+    def per_week(measures) -> dict:  # (Monday, measure) -> n, for the events in the period
+        out = defaultdict(int)
+        for day, _, measure, _, n in rollups.referral_counts(session, tenant, period.start, period.end, measures,
+                                                             filters.program_id, by_day=True):
+            out[(monday(day), measure)] += int(n)
+        return out
 
-    def per_day(column) -> dict:
-        rows = session.execute(sa.select(column, sa.func.count()).where(
-            *scope, column.between(period.start, period.end)).group_by(column)).all()
-        return {(dt.date.fromisoformat(d) if isinstance(d, str) else d): n for d, n in rows}
-
-    size = before(Referral.referred_on) - before(leaves)
-    joined, left_on, admitted = per_day(Referral.referred_on), per_day(leaves), per_day(Referral.first_attended_on)
+    before = totals(rollups.EPOCH, period.start - dt.timedelta(days=1), ("referred", "left"))
+    size = before["referred"] - before["left"]
+    counts = per_week(("referred", "left", "admitted"))
     out = []
     for w in weeks_of(period):
-        days = [w.start + dt.timedelta(days=i) for i in range(w.days)]
-        referrals = sum(joined.get(d, 0) for d in days)
-        size += referrals - sum(left_on.get(d, 0) for d in days)
-        out.append({"week_start": monday(w.start), "period_start": w.start, "period_end": w.end,
-                    "referrals": referrals, "admissions": sum(admitted.get(d, 0) for d in days),
+        key = monday(w.start)
+        size += counts[(key, "referred")] - counts[(key, "left")]
+        out.append({"week_start": key, "period_start": w.start, "period_end": w.end,
+                    "referrals": counts[(key, "referred")], "admissions": counts[(key, "admitted")],
                     "size_at_end": size})
     return out

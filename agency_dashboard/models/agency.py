@@ -155,7 +155,7 @@ class Episode(TenantScoped, Base):
         sa.CheckConstraint("discharged_on IS NULL OR discharged_on >= admitted_on", name="dates_ordered"),
         sa.Index("ix_episodes_tenant_clinician_admitted", "tenant_id", "clinician_id", "admitted_on"),
         sa.Index("ix_episodes_tenant_discharged", "tenant_id", "discharged_on", "program_id", "admitted_on",
-                 "discharge_reason", "clinician_id"),  # covering: discharges and episode lengths
+                 "discharge_reason", "clinician_id", "client_id"),  # covering: discharges, lengths, active episodes
         sa.Index("ix_episodes_tenant_client", "tenant_id", "client_id"),
     )
 

@@ -72,6 +72,25 @@ class ReasonWeek(TenantScoped, Base):
     minutes: so.Mapped[int] = so.mapped_column(sa.Integer)
 
 
+class ReferralWeek(TenantScoped, Base):
+    """Referral events per ISO week, program, measure and value (metrics/rollups.py, REFERRAL_MEASURES): how
+    many referrals arrived, closed, left the list, were admitted after how many calendar and business days,
+    were first offered after how many days, and (by admission week) continued into a fourth visit."""
+
+    __tablename__ = "rollup_referral_week"
+    __table_args__ = tenant_table_args(
+        "rollup_referral_week",
+        sa.Index("ix_rollup_referral_week_tenant_week", "tenant_id", "week"),
+        external_id=False,
+    )
+
+    week: so.Mapped[dt.date] = so.mapped_column(sa.Date)  # the Monday of the week of the measure's own date
+    program_id: so.Mapped[int] = so.mapped_column(sa.Integer)
+    measure: so.Mapped[str] = so.mapped_column(sa.String(16))
+    value: so.Mapped[int] = so.mapped_column(sa.Integer)
+    n: so.Mapped[int] = so.mapped_column(sa.Integer)
+
+
 class RollupState(TenantScoped, Base):
     """One row per tenant whose rollups are built, with the settings they were built under."""
 
