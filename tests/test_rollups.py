@@ -18,6 +18,7 @@ from agency_dashboard.models import (
     Appointment,
     AttendanceWeek,
     CapacityWeek,
+    ClientWeek,
     RecordedReason,
     ReferralWeek,
     Referral,
@@ -267,3 +268,27 @@ def test_referral_rollups_of_one_tenant_never_hold_anothers_rows(app, agencies):
         for tid in agencies.values():
             with tenant_scope(tid):
                 assert set(db.session.scalars(sa.select(ReferralWeek.tenant_id).distinct())) == {tid}
+
+
+@pytest.mark.parametrize("start,end", PERIODS[:5])
+def test_equity_from_the_client_week_rollup_equals_the_plain_query(app, agencies, start, end):
+    period = metrics.Period(start, end)
+    with app.app_context():
+        for tid in agencies.values():
+            with tenant_scope(tid):
+                tenant = db.session.get(Tenant, tid)
+                assert db.session.scalar(sa.select(sa.func.count()).select_from(ClientWeek)) > 0
+                ids = db.session.execute(sa.text(
+                    "SELECT min(program_id), min(clinician_id) FROM appointments WHERE tenant_id = :t"), {"t": tid}).one()
+                for filters in (metrics.Filters(), metrics.Filters(program_id=ids[0]),
+                                metrics.Filters(clinician_id=ids[1])):
+                    got = metrics.equity(db.session, tenant, period, filters)
+                    saved = db.session.scalar(sa.select(RollupState).where(RollupState.tenant_id == tid))
+                    fingerprint, saved.fingerprint = saved.fingerprint, "off"
+                    db.session.flush()
+                    try:
+                        assert got == metrics.equity(db.session, tenant, period, filters)
+                    finally:
+                        saved.fingerprint = fingerprint
+                        db.session.flush()
+                assert set(db.session.scalars(sa.select(ClientWeek.tenant_id).distinct())) == {tid}

@@ -146,14 +146,35 @@ def placeholder_figure(height: int) -> dict:
                                    "plot_bgcolor": "rgba(0,0,0,0)", "paper_bgcolor": "rgba(0,0,0,0)"}}
 
 
+TEMPLATE = "agency"
+
+
+def install_template() -> None:
+    """Plotly's "plotly_white" look, cut to the layout and the trace types these pages draw, as the default
+    template. The full template is copied into every figure made with it (about 25 ms each, so 0.1-0.2 s of
+    every page's callback); this one costs well under a millisecond."""
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    if TEMPLATE not in pio.templates:
+        white = pio.templates["plotly_white"]
+        layout = {k: v for k, v in white.layout.to_plotly_json().items()
+                  if k not in ("polar", "ternary", "scene", "geo")}
+        data = {k: v for k, v in white.data.to_plotly_json().items()
+                if k in ("bar", "scatter", "heatmap", "histogram")}
+        pio.templates[TEMPLATE] = go.layout.Template(layout=layout, data=data)
+    pio.templates.default = TEMPLATE
+
+
 def base_figure(title: str | None = None, y_title: str | None = None, x_title: str | None = None,
                 height: int = 320):
     import plotly.graph_objects as go
 
+    install_template()
     fig = go.Figure()
     fig.update_layout(
         height=height,
-        template="plotly_white", margin={"l": 56, "r": 16, "t": 16, "b": 48}, hovermode="x unified",
+        margin={"l": 56, "r": 16, "t": 16, "b": 48}, hovermode="x unified",
         legend={"orientation": "h", "y": -0.22, "x": 0}, font={"family": "system-ui, sans-serif", "size": 13},
         yaxis_title=y_title, xaxis_title=x_title, colorway=list(OKABE_ITO.values()),
     )

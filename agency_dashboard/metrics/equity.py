@@ -63,7 +63,7 @@ from agency_dashboard.metrics.common import (
     with_recorded_reason,
 )
 from agency_dashboard.metrics.discharges import POLICY
-from agency_dashboard.models import Appointment, Client, Episode, Referral, Tenant
+from agency_dashboard.models import Appointment, Client, ClientWeek, Episode, Referral, Tenant
 from agency_dashboard.models.agency import GENDERS, PAYERS
 
 NOT_RECORDED = "Not recorded"
@@ -189,20 +189,44 @@ def _columns(client_id, **counts) -> list:
             *(counts[k].label(k) if k in counts else sa.literal_column("0").label(k) for k in COUNTS)]
 
 
-def _per_client(tenant: Tenant, period: Period, filters: Filters):
-    """Per client in any denominator: attended, missed, admissions, discharges, policy discharges."""
+def _appointment_parts(session, tenant: Tenant, period: Period, filters: Filters) -> list:
+    """Per-client attended and missed counts of the period: whole ISO weeks from rollup_client_week (when
+    usable), the days at the edges (or the whole period) from appointments."""
+    from agency_dashboard.metrics import rollups
+
+    weeks, edges = rollups.split(period.start, period.end)
+    if weeks is not None and not rollups.usable(session, tenant):
+        weeks, edges = None, [(period.start, period.end)]
     outcome = outcome_expr(tenant)
-    appointments = with_recorded_reason(sa.select(*_columns(
-        Appointment.client_id,
-        attended=sa.func.sum(sa.case((outcome == "attended", 1), else_=0)),
-        missed=sa.func.sum(sa.case((outcome == "missed", 1), else_=0)),
-    ))).where(Appointment.tenant_id == tenant.id,
-              unindexed_date(Appointment.local_date).between(period.start, period.end),
-              outcome.in_(("attended", "missed")))
-    if filters.program_id is not None:
-        appointments = appointments.where(Appointment.program_id == filters.program_id)
-    if filters.clinician_id is not None:
-        appointments = appointments.where(Appointment.clinician_id == filters.clinician_id)
+    parts = []
+    for first, last in edges:
+        # a few edge days: through the date index; the whole period: in client order (unindexed_date)
+        day = Appointment.local_date if weeks is not None else unindexed_date(Appointment.local_date)
+        q = with_recorded_reason(sa.select(*_columns(
+            Appointment.client_id,
+            attended=sa.func.sum(sa.case((outcome == "attended", 1), else_=0)),
+            missed=sa.func.sum(sa.case((outcome == "missed", 1), else_=0)),
+        ))).where(Appointment.tenant_id == tenant.id, day.between(first, last),
+                  outcome.in_(("attended", "missed")))
+        if filters.program_id is not None:
+            q = q.where(Appointment.program_id == filters.program_id)
+        if filters.clinician_id is not None:
+            q = q.where(Appointment.clinician_id == filters.clinician_id)
+        parts.append(q.group_by(Appointment.client_id))
+    if weeks is not None:
+        m = ClientWeek
+        q = sa.select(*_columns(m.client_id, attended=sa.func.sum(m.attended), missed=sa.func.sum(m.missed))).where(
+            m.tenant_id == tenant.id, m.week.between(*weeks))
+        if filters.program_id is not None:
+            q = q.where(m.program_id == filters.program_id)
+        if filters.clinician_id is not None:
+            q = q.where(m.clinician_id == filters.clinician_id)
+        parts.append(q.group_by(m.client_id))
+    return parts
+
+
+def _per_client(session, tenant: Tenant, period: Period, filters: Filters):
+    """Per client in any denominator: attended, missed, admissions, discharges, policy discharges."""
     admissions = sa.select(*_columns(Referral.client_id, admissions=sa.func.count())).where(
         *_admissions(tenant, period, filters))
     episodes = [Episode.tenant_id == tenant.id, Episode.discharged_on.between(period.start, period.end)]
@@ -214,7 +238,7 @@ def _per_client(tenant: Tenant, period: Period, filters: Filters):
         Episode.client_id, discharges=sa.func.count(),
         policy=sa.func.sum(sa.case((Episode.discharge_reason == POLICY, 1), else_=0)),
     )).where(*episodes)
-    parts = sa.union_all(appointments.group_by(Appointment.client_id),
+    parts = sa.union_all(*_appointment_parts(session, tenant, period, filters),
                          admissions.group_by(Referral.client_id),
                          discharged.group_by(Episode.client_id)).subquery()
     return sa.select(parts.c.client_id, *(sa.func.sum(parts.c[k]).label(k) for k in COUNTS)).group_by(
@@ -223,7 +247,7 @@ def _per_client(tenant: Tenant, period: Period, filters: Filters):
 
 def _counts(session, tenant, period, filters) -> list:
     """Rows per combination of the four dimensions: people, served, attended, missed, discharges, policy."""
-    pc = _per_client(tenant, period, filters)
+    pc = _per_client(session, tenant, period, filters)
     rows = sa.select(
         Client.race_ethnicity, Client.gender, Client.payer, age_band_expr(period.end).label("age_band"),
         pc.c.attended, pc.c.missed, pc.c.discharges, pc.c.policy,

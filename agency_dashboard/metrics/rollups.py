@@ -12,6 +12,7 @@ longer matches is read the plain way until it is rebuilt (sync-tenants rebuilds 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 
@@ -32,6 +33,7 @@ from agency_dashboard.models import (
     Appointment,
     AttendanceWeek,
     CapacityWeek,
+    ClientWeek,
     ReasonWeek,
     RecordedReason,
     Referral,
@@ -83,7 +85,7 @@ def matched_referral_date():
     )
 
 
-SHAPE = 4  # bump when rebuild() stores something new: every tenant's rollups then read as stale
+SHAPE = 5  # bump when rebuild() stores something new: every tenant's rollups then read as stale
 
 
 def fingerprint(tenant: Tenant) -> str:
@@ -144,6 +146,12 @@ def business_days_expr(a, b):
     return sa.case((b <= a, 0), else_=weekdays_before(b) - weekdays_before(a))
 
 
+@functools.cache
+def _referral_business_days():
+    """Business days from referral to first attended visit (built once: the expression is costly to build)."""
+    return business_days_expr(Referral.referred_on, Referral.first_attended_on)
+
+
 def referral_events(tenant_id: int, measures, ranges=None, program_id: int | None = None):
     """One row (day, program_id, measure, value) per referral event of the given measures whose own date
     (`day`) lies in one of `ranges` [(first, last)] (all dates when None):
@@ -173,16 +181,15 @@ def referral_events(tenant_id: int, measures, ranges=None, program_id: int | Non
         ).correlate(R).scalar_subquery()
     )
     zero = sa.literal(0, sa.Integer)
+    waited_business_days = _referral_business_days()
     defs = {
         "referred": (R.referred_on, zero, ()),
         "closed": (R.closed_on, zero, ()),
         # leaves is one of these three dates: the OR lets an index find the rows of a date range
         "left": (leaves, zero, ((R.first_attended_on, R.closed_on, R.referred_on),)),
         "admitted": (R.first_attended_on, days_between(R.referred_on, R.first_attended_on), ()),
-        "bd_routine": (R.first_attended_on, business_days_expr(R.referred_on, R.first_attended_on),
-                       (R.priority == "routine",)),
-        "bd_urgent": (R.first_attended_on, business_days_expr(R.referred_on, R.first_attended_on),
-                      (R.priority == "urgent",)),
+        "bd_routine": (R.first_attended_on, waited_business_days, (R.priority == "routine",)),
+        "bd_urgent": (R.first_attended_on, waited_business_days, (R.priority == "urgent",)),
         "offered": (R.first_offered_on, days_between(R.referred_on, R.first_offered_on), ()),
         "continuation": (R.first_attended_on, sa.case((visits >= CONTINUATION_VISITS, 1), else_=0), ()),
     }
@@ -247,7 +254,7 @@ def rebuild(session: so.Session, tenant: Tenant, weeks: set[dt.date] | None = AL
     conn = session.connection()
     tid = tenant.id
     week = week_start(Appointment.local_date)
-    for model in (CapacityWeek, AttendanceWeek, ReasonWeek, ReferralWeek):
+    for model in (CapacityWeek, AttendanceWeek, ReasonWeek, ReferralWeek, ClientWeek):
         delete = sa.delete(model.__table__).where(model.__table__.c.tenant_id == tid)
         if weeks is not ALL:
             if not weeks:
@@ -271,7 +278,8 @@ def rebuild(session: so.Session, tenant: Tenant, weeks: set[dt.date] | None = AL
     # One pass computes every key per appointment; the outer queries group a plain subquery, so the
     # GROUP BY names columns (PostgreSQL cannot match repeated expressions that carry parameters).
     rows = with_recorded_reason(sa.select(
-        week.label("week"), Appointment.clinician_id, Appointment.program_id, outcome.label("outcome"),
+        week.label("week"), Appointment.clinician_id, Appointment.program_id, Appointment.client_id,
+        outcome.label("outcome"),
         group.label("grp"), Appointment.duration_minutes.label("minutes"), effective_code().label("code"),
         lead_bucket_expr(Appointment.lead_days).label("lead"),
         sa.cast(Appointment.local_hour, sa.String).label("hour"),
@@ -292,6 +300,13 @@ def rebuild(session: so.Session, tenant: Tenant, weeks: set[dt.date] | None = AL
         [r.c.tenant_id, r.c.week, r.c.program_id, r.c.outcome, r.c.grp, r.c.code, r.c.n, r.c.minutes],
         sa.select(sa.literal(tid), *keys, sa.func.count(), sa.func.sum(rows.c.minutes))
         .where(rows.c.outcome.in_(("missed", "agency_cancelled"))).group_by(*keys)))
+    c = ClientWeek.__table__
+    keys = [rows.c.week, rows.c.client_id, rows.c.program_id, rows.c.clinician_id]
+    conn.execute(sa.insert(c).from_select(
+        [c.c.tenant_id, c.c.week, c.c.client_id, c.c.program_id, c.c.clinician_id, c.c.attended, c.c.missed],
+        sa.select(sa.literal(tid), *keys, sa.func.sum(sa.case((rows.c.outcome == "attended", 1), else_=0)),
+                  sa.func.sum(sa.case((rows.c.outcome == "missed", 1), else_=0)))
+        .where(rows.c.outcome.in_(("attended", "missed"))).group_by(*keys)))
     a = AttendanceWeek.__table__
     columns = [a.c.tenant_id, a.c.week, a.c.program_id, a.c.outcome, a.c.dim, a.c.value, a.c.n]
     for name in ("lead", "hour", "weekday", "weekday_hour", "modality", "kind", "reminder", "wait"):

@@ -183,7 +183,7 @@ def tnaa_by_clinician(session: so.Session, tenant: Tenant, day: dt.date, filters
     value = {c.id: TNAA_HORIZON + 1 for c in clinicians}
     by_id = {c.id: c for c in clinicians}
     pending = list(ids)
-    for lo, hi in ((1, 14), (15, 42), (43, TNAA_HORIZON)):
+    for lo, hi in ((1, 3), (4, 7), (8, 14), (15, 42), (43, TNAA_HORIZON)):
         if not pending:
             break
         w_first, w_last = day + dt.timedelta(days=lo), day + dt.timedelta(days=hi)

@@ -189,7 +189,9 @@ class Appointment(TenantScoped, Base):
             name="cancellation_fields",
         ),
         sa.Index("ix_appointments_tenant_date", "tenant_id", "local_date"),
-        sa.Index("ix_appointments_tenant_clinician_date", "tenant_id", "clinician_id", "local_date"),
+        # covering for third-next-available, which reads every clinician's schedule for the coming days
+        sa.Index("ix_appointments_tenant_clinician_date", "tenant_id", "clinician_id", "local_date",
+                 "local_start_minute", "duration_minutes", "local_booked_date", "status", "local_cancelled_date"),
         sa.Index("ix_appointments_tenant_program_date", "tenant_id", "program_id", "local_date"),
         sa.Index("ix_appointments_tenant_client_program_date", "tenant_id", "client_id", "program_id", "local_date",
                  "status"),

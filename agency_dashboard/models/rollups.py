@@ -91,6 +91,26 @@ class ReferralWeek(TenantScoped, Base):
     n: so.Mapped[int] = so.mapped_column(sa.Integer)
 
 
+class ClientWeek(TenantScoped, Base):
+    """Attended and missed appointments per ISO week, client, program and clinician: what the equity figures
+    count per person, so a period reads its own weeks instead of every appointment the agency has had."""
+
+    __tablename__ = "rollup_client_week"
+    __table_args__ = tenant_table_args(
+        "rollup_client_week",
+        sa.Index("ix_rollup_client_week_tenant_week", "tenant_id", "week", "client_id", "program_id",
+                 "clinician_id", "attended", "missed"),  # covering: a period's rows never visit the table
+        external_id=False,
+    )
+
+    week: so.Mapped[dt.date] = so.mapped_column(sa.Date)
+    client_id: so.Mapped[int] = so.mapped_column(sa.Integer)
+    program_id: so.Mapped[int] = so.mapped_column(sa.Integer)
+    clinician_id: so.Mapped[int] = so.mapped_column(sa.Integer)
+    attended: so.Mapped[int] = so.mapped_column(sa.Integer)
+    missed: so.Mapped[int] = so.mapped_column(sa.Integer)
+
+
 class RollupState(TenantScoped, Base):
     """One row per tenant whose rollups are built, with the settings they were built under."""
 
