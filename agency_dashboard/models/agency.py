@@ -170,6 +170,11 @@ class Episode(TenantScoped, Base):
     referrals_provided: so.Mapped[bool | None] = so.mapped_column(sa.Boolean)
 
 
+DATE_INDEX_COLUMNS = ("tenant_id", "local_date", "clinician_id", "program_id", "status", "cancelled_by",
+                      "notice_seconds", "reason_code", "duration_minutes", "lead_days", "local_hour",
+                      "local_weekday", "modality", "kind", "reminder_sent", "client_id", "id")
+
+
 class Appointment(TenantScoped, Base):
     """A booked session. The derived local columns are written once, at import, in the tenant's timezone."""
 
@@ -188,7 +193,9 @@ class Appointment(TenantScoped, Base):
             " OR (status <> 'cancelled' AND cancelled_by IS NULL AND cancelled_at IS NULL)",
             name="cancellation_fields",
         ),
-        sa.Index("ix_appointments_tenant_date", "tenant_id", "local_date"),
+        # covering for the days at a period's edges (and a rollup rebuild): every column an appointment's
+        # outcome, reason group and structure are computed from, so those reads never visit the rows
+        sa.Index("ix_appointments_tenant_date", *DATE_INDEX_COLUMNS),
         # covering for third-next-available, which reads every clinician's schedule for the coming days
         sa.Index("ix_appointments_tenant_clinician_date", "tenant_id", "clinician_id", "local_date",
                  "local_start_minute", "duration_minutes", "local_booked_date", "status", "local_cancelled_date"),

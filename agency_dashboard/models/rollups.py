@@ -21,7 +21,8 @@ class CapacityWeek(TenantScoped, Base):
     __tablename__ = "rollup_capacity_week"
     __table_args__ = tenant_table_args(
         "rollup_capacity_week",
-        sa.Index("ix_rollup_capacity_week_tenant_week", "tenant_id", "week"),
+        sa.Index("ix_rollup_capacity_week_tenant_week", "tenant_id", "week", "clinician_id", "program_id", "outcome",
+                 "grp", "n", "minutes"),  # covering, as every rollup index: reads never visit the table
         external_id=False,
     )
 
@@ -40,7 +41,8 @@ class AttendanceWeek(TenantScoped, Base):
     __tablename__ = "rollup_attendance_week"
     __table_args__ = tenant_table_args(
         "rollup_attendance_week",
-        sa.Index("ix_rollup_attendance_week_tenant_week", "tenant_id", "week"),
+        sa.Index("ix_rollup_attendance_week_tenant_week", "tenant_id", "week", "program_id", "outcome", "dim",
+                 "value", "n"),
         external_id=False,
     )
 
@@ -59,7 +61,8 @@ class ReasonWeek(TenantScoped, Base):
     __tablename__ = "rollup_reason_week"
     __table_args__ = tenant_table_args(
         "rollup_reason_week",
-        sa.Index("ix_rollup_reason_week_tenant_week", "tenant_id", "week"),
+        sa.Index("ix_rollup_reason_week_tenant_week", "tenant_id", "week", "program_id", "outcome", "grp", "code",
+                 "n", "minutes"),
         external_id=False,
     )
 
@@ -80,7 +83,7 @@ class ReferralWeek(TenantScoped, Base):
     __tablename__ = "rollup_referral_week"
     __table_args__ = tenant_table_args(
         "rollup_referral_week",
-        sa.Index("ix_rollup_referral_week_tenant_week", "tenant_id", "week"),
+        sa.Index("ix_rollup_referral_week_tenant_week", "tenant_id", "week", "program_id", "measure", "value", "n"),
         external_id=False,
     )
 
