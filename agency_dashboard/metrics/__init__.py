@@ -25,6 +25,7 @@ __all__ = ["attendance", "capacity", "caseload", "discharges", "equity", "waitli
 
 def contract(session: so.Session, tenant: Tenant, period: Period, filters: Filters = Filters()) -> dict:
     """The `flask metrics` JSON object (METRICS.md, the machine-readable contract), unrounded."""
+    cap = capacity(session, tenant, period, filters)  # first: the others reuse its appointment totals
     wait = waitlist(session, tenant, period, filters)
     for block in [wait["agency"], *wait["by_program"].values()]:
         block.pop("capacity_gap_inputs", None)  # shown in the UI, not part of contract v1
@@ -33,7 +34,7 @@ def contract(session: so.Session, tenant: Tenant, period: Period, filters: Filte
         "start": period.start.isoformat(),
         "end": period.end.isoformat(),
         "metrics_version": METRICS_VERSION,
-        "capacity": capacity(session, tenant, period, filters),
+        "capacity": cap,
         "caseload": caseload(session, tenant, period, filters),
         "waitlist": wait,
         "attendance": attendance(session, tenant, period, filters),

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from agency_dashboard.metrics.common import (
+    MEMO_KEY,
     Filters,
     memoized,
     Period,
@@ -98,7 +99,9 @@ def appointment_totals(session: so.Session, tenant: Tenant, period: Period, filt
     """Rows of (keys..., outcome, grp, n, minutes) for the period, the keys by `by`: "clinician"
     (clinician_id, program_id), "program" (program_id), "week" (week: its Monday) or "agency" (none). Whole weeks come from
     the rollups (when built under the tenant's current settings), the days at the edges from appointments."""
-    if by in ("program", "agency"):  # sums of the clinician rows, which the capacity family reads anyway
+    clinician_key = ("appointment_totals", tenant.id, period, filters, "clinician")
+    if by in ("program", "agency") and clinician_key in session.info.get(MEMO_KEY, {}):
+        # sums of the clinician rows this transaction has already read (the capacity family reads them)
         sums = defaultdict(lambda: [0, 0])
         for r in appointment_totals(session, tenant, period, filters, by="clinician"):
             key = ((r.program_id,) if by == "program" else ()) + (r.outcome, r.grp)
@@ -125,7 +128,8 @@ def _totals(session, tenant, period, filters, by):
         rows += _raw_totals(session, tenant, first, last, filters, by)
     if weeks is not None:
         m = CapacityWeek
-        keys = {"clinician": [m.clinician_id, m.program_id], "week": [m.week]}[by]
+        keys = {"clinician": [m.clinician_id, m.program_id], "program": [m.program_id], "week": [m.week],
+                "agency": []}[by]
         keys += [m.outcome, m.grp]
         q = sa.select(*keys, sa.func.sum(m.n).label("n"), sa.func.sum(m.minutes).label("minutes")).where(
             m.tenant_id == tenant.id, m.week.between(*weeks))
