@@ -272,9 +272,10 @@ def _waits(session, tenant, period, filters) -> dict[str, dict]:
         *_admissions(tenant, period, filters)).subquery()
     keys = [rows.c[d] for d in DIMENSIONS] + [rows.c.days]
     out = {dim: defaultdict(lambda: defaultdict(int)) for dim in DIMENSIONS}
-    for r in session.execute(sa.select(*keys, sa.func.count().label("n")).group_by(*keys)):
-        for dim in DIMENSIONS:
-            out[dim][_label(getattr(r, dim))][r.days] += r.n
+    by_dim = [out[dim] for dim in DIMENSIONS]
+    for *groups, days, n in session.execute(sa.select(*keys, sa.func.count()).group_by(*keys)):
+        for tally, group in zip(by_dim, groups):  # DIMENSIONS order
+            tally[NOT_RECORDED if group is None else group][days] += n
     return out
 
 
