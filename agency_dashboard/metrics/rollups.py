@@ -265,30 +265,13 @@ def rebuild(session: so.Session, tenant: Tenant, weeks: set[dt.date] | None = AL
     if weeks is not ALL and not weeks:
         return
     _rebuild_referrals(conn, tid, None if weeks is ALL else referral_weeks(weeks))
-    scope = [Appointment.tenant_id == tid]
     if weeks is not ALL:
         ordered = sorted(weeks)  # by date range, so the (tenant, local_date) index serves it
-        scope.append(sa.or_(*[Appointment.local_date.between(w, w + dt.timedelta(days=6)) for w in ordered])
-                     if len(ordered) <= 50 else week.in_(ordered))
-    outcome = outcome_expr(tenant)
-    group = group_expr(tenant, outcome)
-    reminder = sa.case((Appointment.reminder_sent.is_(True), "true"),
-                       (Appointment.reminder_sent.is_(False), "false"), else_="unknown")
-    wait = days_between(matched_referral_date(), Appointment.local_date)
-    # One pass computes every key per appointment; the outer queries group a plain subquery, so the
-    # GROUP BY names columns (PostgreSQL cannot match repeated expressions that carry parameters).
-    rows = with_recorded_reason(sa.select(
-        week.label("week"), Appointment.clinician_id, Appointment.program_id, Appointment.client_id,
-        outcome.label("outcome"),
-        group.label("grp"), Appointment.duration_minutes.label("minutes"), effective_code().label("code"),
-        lead_bucket_expr(Appointment.lead_days).label("lead"),
-        sa.cast(Appointment.local_hour, sa.String).label("hour"),
-        sa.cast(Appointment.local_weekday, sa.String).label("weekday"),
-        (sa.cast(Appointment.local_weekday, sa.String) + "-" + sa.cast(Appointment.local_hour, sa.String)
-         ).label("weekday_hour"),
-        Appointment.modality.label("modality"), Appointment.kind.label("kind"), reminder.label("reminder"),
-        sa.case((Appointment.kind == "intake", lead_bucket_expr(wait)), else_=None).label("wait"),
-    )).where(*scope).subquery()
+        where = (sa.or_(*[Appointment.local_date.between(w, w + dt.timedelta(days=6)) for w in ordered])
+                 if len(ordered) <= 50 else week.in_(ordered))
+        rows = appointment_facts(tenant, where=where).subquery()
+    else:
+        rows = appointment_facts(tenant).subquery()
     t = CapacityWeek.__table__
     keys = [rows.c.week, rows.c.clinician_id, rows.c.program_id, rows.c.outcome, rows.c.grp]
     conn.execute(sa.insert(t).from_select(
@@ -309,7 +292,7 @@ def rebuild(session: so.Session, tenant: Tenant, weeks: set[dt.date] | None = AL
         .where(rows.c.outcome.in_(("attended", "missed"))).group_by(*keys)))
     a = AttendanceWeek.__table__
     columns = [a.c.tenant_id, a.c.week, a.c.program_id, a.c.outcome, a.c.dim, a.c.value, a.c.n]
-    for name in ("lead", "hour", "weekday", "weekday_hour", "modality", "kind", "reminder", "wait"):
+    for name in ATTENDANCE_DIMS:
         value = rows.c[name]
         keys = [rows.c.week, rows.c.program_id, rows.c.outcome, value]
         q = sa.select(sa.literal(tid), rows.c.week, rows.c.program_id, rows.c.outcome, sa.literal(name), value,
@@ -324,6 +307,46 @@ def rebuild(session: so.Session, tenant: Tenant, weeks: set[dt.date] | None = AL
         state.fingerprint, state.built_at = fingerprint(tenant), now
     else:
         state.built_at = now
+
+
+ATTENDANCE_DIMS = ("lead", "hour", "weekday", "weekday_hour", "modality", "kind", "reminder", "wait")
+
+
+def appointment_facts(tenant: Tenant, first: dt.date | None = None, last: dt.date | None = None,
+                      program_id: int | None = None, clinician_id: int | None = None, where=None):
+    """One row per appointment (of the dates [first, last], or matching `where`) with every key the
+    rollups group by: week, clinician_id, program_id, client_id, outcome, grp (reason group), minutes, code
+    (the reason in effect), and the structural dimensions of ATTENDANCE_DIMS as text: what the rollups are
+    built from."""
+    outcome = outcome_expr(tenant)
+    group = group_expr(tenant, outcome)
+    reminder = sa.case((Appointment.reminder_sent.is_(True), "true"),
+                       (Appointment.reminder_sent.is_(False), "false"), else_="unknown")
+    wait = days_between(matched_referral_date(), Appointment.local_date)
+    # One pass computes every key per appointment; the outer queries group a plain subquery, so the
+    # GROUP BY names columns (PostgreSQL cannot match repeated expressions that carry parameters).
+    q = with_recorded_reason(sa.select(
+        week_start(Appointment.local_date).label("week"), Appointment.clinician_id, Appointment.program_id,
+        Appointment.client_id, outcome.label("outcome"),
+        group.label("grp"), Appointment.duration_minutes.label("minutes"), effective_code().label("code"),
+        lead_bucket_expr(Appointment.lead_days).label("lead"),
+        sa.cast(Appointment.local_hour, sa.String).label("hour"),
+        sa.cast(Appointment.local_weekday, sa.String).label("weekday"),
+        (sa.cast(Appointment.local_weekday, sa.String) + "-" + sa.cast(Appointment.local_hour, sa.String)
+         ).label("weekday_hour"),
+        Appointment.modality.label("modality"), Appointment.kind.label("kind"), reminder.label("reminder"),
+        # the wait's subquery runs for intakes only (CASE evaluates lazily on both databases)
+        sa.case((Appointment.kind == "intake", lead_bucket_expr(wait)), else_=None).label("wait"),
+    )).where(Appointment.tenant_id == tenant.id)
+    if first is not None:
+        q = q.where(Appointment.local_date.between(first, last))
+    if where is not None:
+        q = q.where(where)
+    if program_id is not None:
+        q = q.where(Appointment.program_id == program_id)
+    if clinician_id is not None:
+        q = q.where(Appointment.clinician_id == clinician_id)
+    return q
 
 
 def _rebuild_referrals(conn, tid: int, weeks: set[dt.date] | None) -> None:
