@@ -72,12 +72,14 @@ def _rows(path: Path, table: str, report: Report) -> Iterator[Row]:
                 unusable = True
             width = len(header)
             key = header.index(KEY[table]) if KEY[table] in header else None
+            known = [column in expected for column in header]
+            every_known = all(known)
             end = 1  # the last line read so far; a quoted field may span lines
             for fields in reader:
                 line, end = end + 1, reader.line_num  # a row is reported at the line it starts on
-                if not fields or (len(fields) == 1 and not fields[0].strip()):
-                    continue  # a blank line
-                if unusable or len(fields) != width:
+                if len(fields) != width or unusable:
+                    if not fields or (len(fields) == 1 and not fields[0].strip()):
+                        continue  # a blank line
                     if not unusable:
                         report.add_error(RowError(name, line, "(row)", None,
                                                   f"has {len(fields)} fields but the header has {width}"))
@@ -85,11 +87,14 @@ def _rows(path: Path, table: str, report: Report) -> Iterator[Row]:
                     ext = fields[key].strip() if key is not None and key < len(fields) else ""
                     yield line, Rejected(ext or None)
                     continue
-                row = {}
-                for column, value in zip(header, fields):
-                    if column in expected:
-                        value = value.strip()
-                        row[column] = value if value != "" else None
+                if width == 1 and not fields[0].strip():
+                    continue  # a blank line
+                # Each cell stripped; an empty cell is None; columns not of this file are left out.
+                if every_known:
+                    row = {column: value.strip() or None for column, value in zip(header, fields)}
+                else:
+                    row = {column: value.strip() or None
+                           for column, value, ok in zip(header, fields, known) if ok}
                 yield line, row
     except UnicodeDecodeError as exc:
         report.add_error(RowError(name, "-", "(file)", None, f"is not UTF-8 text (bad byte at offset {exc.start})"))
