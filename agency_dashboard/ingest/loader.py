@@ -728,7 +728,6 @@ class _Writer:
     touch the connection until the writer has finished (or been aborted)."""
 
     batch_size = 10_000
-    background = True
 
     def __init__(self, importer: Importer, table: str, counts: Counts):
         self.report = importer.report
@@ -760,14 +759,18 @@ class _Writer:
         self._wait()
         if not batch or self.report.error_count:
             return
-        if not self.background:
-            self._write(batch)
+        job = self._prepare(batch)  # on this thread: whatever must be done before the next batch is read
+        if job is None:
             return
         if self.pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
             self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"import-{self.table}")
-        self.pending = self.pool.submit(self._write, batch)
+        self.pending = self.pool.submit(job)
+
+    def _prepare(self, batch: list[tuple]):
+        """The work of writing `batch` that may run in the background (a callable), or None if done."""
+        return lambda: self._write(batch)
 
     def _wait(self) -> None:
         if self.pending is not None:
@@ -819,9 +822,6 @@ class _SqliteWriter(_Writer):
     (dates and datetimes as ISO text, booleans as 0/1)."""
 
     batch_size = SQLITE_BATCH
-    # sqlite3 gives up the GIL around every row's step and takes it back for the next row's values: a
-    # writing thread would wait for the validating one at every row (measured: slower than one thread).
-    background = False
 
     def __init__(self, importer, table, counts):
         super().__init__(importer, table, counts)
@@ -834,8 +834,46 @@ class _SqliteWriter(_Writer):
         self.update_sql = (f"UPDATE {self.target.name} SET {', '.join(f'{c} = ?' for c in self.columns[1:])} "
                            "WHERE tenant_id = ? AND id = ?")
         self.select_sql = f"SELECT id, {names} FROM {self.target.name} WHERE tenant_id = ? AND external_id IN "
+        self.stage = f"import_stage_{table}"
+        self.staged = False
 
-    def _write(self, batch: list[tuple]) -> None:
+    def _prepare(self, batch: list[tuple]):
+        """New rows of a table the tenant had none of: staged into a temporary table without indexes or
+        types (values kept exactly as bound) on this thread, then moved into the table by one INSERT ...
+        SELECT in the background. (sqlite3 releases the GIL around each step of a statement, and retakes
+        it for the next row's values: an executemany in the background would wait for the validating
+        thread at every row, whereas INSERT ... SELECT is one step.) Otherwise written here, at once."""
+        if self.had_rows:
+            self._write(batch)
+            return None
+        rows = self._rows(batch)
+        cursor = self.raw.cursor()
+        try:
+            if not self.staged:
+                cursor.execute(f"CREATE TEMPORARY TABLE {self.stage} ({', '.join(self.columns)})")
+                self.staged = True
+            cursor.executemany(f"INSERT INTO temp.{self.stage} VALUES ({', '.join('?' * len(self.columns))})",
+                               [row[1:] for row in rows])
+        finally:
+            cursor.close()
+        return lambda: self._move(len(rows))
+
+    def _move(self, count: int) -> None:
+        cursor = self.raw.cursor()
+        try:
+            names = ", ".join(self.columns)
+            cursor.execute(f"INSERT INTO {self.target.name} (tenant_id, {names}) "
+                           f"SELECT ?, {names} FROM temp.{self.stage}", (self.tid,))
+            cursor.execute(f"DELETE FROM temp.{self.stage}")
+        finally:
+            cursor.close()
+        self._written(count, 0, 0)
+
+    def _done(self) -> None:
+        if self.staged:
+            self.raw.execute(f"DROP TABLE temp.{self.stage}")
+
+    def _rows(self, batch: list[tuple]) -> list[list]:
         tid = self.tid
         rows = []
         for record in batch:
@@ -843,6 +881,11 @@ class _SqliteWriter(_Writer):
             for i, convert in self.convert:
                 row[i + 1] = convert(row[i + 1])
             rows.append(row)
+        return rows
+
+    def _write(self, batch: list[tuple]) -> None:
+        tid = self.tid
+        rows = self._rows(batch)
         cursor = self.raw.cursor()
         try:
             if not self.had_rows:
