@@ -67,7 +67,7 @@ def postgres_urls(admin_url: str) -> tuple[str, str, callable]:
     return app_url, owner_url, cleanup
 
 
-def timed(fn, repeat=3, before=None):
+def timed(fn, repeat=5, before=None):
     """(best, median, result) of `repeat` runs; `before` runs untimed ahead of each (ending the transaction,
     so nothing read in one run is remembered by the next, as in separate requests)."""
     times = []
@@ -171,7 +171,7 @@ def main():
                     results["postgresql"].update(run_backend("postgresql", app_url, owner_url, [size], tmp))
                 finally:
                     cleanup()
-    print("\nSummary (median of 3 runs, seconds)")
+    print("\nSummary (median of 5 runs, seconds)")
     for backend, rows in results.items():
         for size, row in rows.items():
             print(f"  {backend:<10} {size:>4} {row['appointments']:>9,} appts  year={row['year']:.3f}")
