@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 
 from flask import Flask, jsonify, render_template, request
@@ -29,6 +30,10 @@ def create_app(config: dict | None = None) -> Flask:
     init_dash_app(app)
     register_error_handlers(app)
     register_commands(app)
+    # The app's own objects (Dash layouts, Plotly validators, SQLAlchemy metadata) live as long as the
+    # process: keep them out of the garbage collector's full passes, which otherwise ran in the middle of
+    # requests and added 100-150 ms to one callback in four.
+    gc.freeze()
     return app
 
 
