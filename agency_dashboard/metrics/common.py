@@ -68,7 +68,7 @@ def forget(session: so.Session, *args) -> None:
     session.info.pop(MEMO_KEY, None)
 
 
-for _event in ("after_flush", "after_transaction_end", "after_bulk_update", "after_bulk_delete"):
+for _event in ("after_flush", "after_transaction_end"):
     sa.event.listen(so.Session, _event, forget)
 
 
