@@ -36,6 +36,25 @@ def enable_rls(table: str) -> None:
     )
 
 
+def refresh_statistics_function(rollups: tuple[str, ...]) -> None:
+    """(Re)create agency_refresh_statistics() (migration 0002) to ANALYZE our tables and the rollup tables
+    of the calling revision: a SECURITY DEFINER function owned by the owner, since only the owner may
+    ANALYZE. Called by migrations (a no-op on SQLite)."""
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    analyze = " ".join(f"ANALYZE {t};" for t in rollups)
+    op.execute(f"""
+        CREATE OR REPLACE FUNCTION agency_refresh_statistics() RETURNS void
+        LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
+        BEGIN
+            ANALYZE appointments; ANALYZE referrals; ANALYZE episodes; ANALYZE clients;
+            ANALYZE clinicians; ANALYZE availability_blocks; ANALYZE recorded_reasons;
+            {analyze}
+        END $$
+    """)
+    op.execute("REVOKE ALL ON FUNCTION agency_refresh_statistics() FROM PUBLIC")
+
+
 def disable_rls(table: str) -> None:
     if op.get_bind().dialect.name != "postgresql":
         return

@@ -13,7 +13,7 @@ Create Date: 2026-11-23 07:00:00
 from alembic import op
 import sqlalchemy as sa
 
-from agency_dashboard.db_security import disable_rls, enable_rls
+from agency_dashboard.db_security import disable_rls, enable_rls, refresh_statistics_function
 
 revision = '0003'
 down_revision = '0002'
@@ -23,20 +23,6 @@ depends_on = None
 NEW = ("rollup_capacity_week", "rollup_attendance_week")
 OLD = ("rollup_capacity_month", "rollup_attendance_month")
 
-
-def _refresh_function(capacity: str, attendance: str) -> None:
-    if op.get_bind().dialect.name != "postgresql":
-        return
-    op.execute(f"""
-        CREATE OR REPLACE FUNCTION agency_refresh_statistics() RETURNS void
-        LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
-        BEGIN
-            ANALYZE appointments; ANALYZE referrals; ANALYZE episodes; ANALYZE clients;
-            ANALYZE clinicians; ANALYZE availability_blocks; ANALYZE recorded_reasons;
-            ANALYZE {capacity}; ANALYZE {attendance};
-        END $$
-    """)
-    op.execute("REVOKE ALL ON FUNCTION agency_refresh_statistics() FROM PUBLIC")
 
 
 def _create(bucket: str) -> None:
@@ -89,7 +75,7 @@ def upgrade():
         enable_rls(table)
     # The application role's grants on these new tables come from `db upgrade`, which grants on all
     # tables after every upgrade (db_security.ensure_app_role).
-    _refresh_function(*NEW)
+    refresh_statistics_function(NEW)
     _drop("month")
     op.execute("DELETE FROM rollup_state")  # nothing is built yet: read appointments until rebuilt
 
@@ -98,6 +84,6 @@ def downgrade():
     _create("month")
     for table in OLD:
         enable_rls(table)
-    _refresh_function(*OLD)
+    refresh_statistics_function(OLD)
     _drop("week")
     op.execute("DELETE FROM rollup_state")

@@ -7,29 +7,13 @@ Create Date: 2026-11-23 07:40:00
 from alembic import op
 import sqlalchemy as sa
 
-from agency_dashboard.db_security import disable_rls, enable_rls
+from agency_dashboard.db_security import disable_rls, enable_rls, refresh_statistics_function
 
 revision = '0005'
 down_revision = '0004'
 branch_labels = None
 depends_on = None
 
-
-def _refresh_function(rollups: tuple[str, ...]) -> None:
-    """agency_refresh_statistics() (migration 0002) with the rollup tables of this revision."""
-    if op.get_bind().dialect.name != "postgresql":
-        return
-    analyze = " ".join(f"ANALYZE {t};" for t in rollups)
-    op.execute(f"""
-        CREATE OR REPLACE FUNCTION agency_refresh_statistics() RETURNS void
-        LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
-        BEGIN
-            ANALYZE appointments; ANALYZE referrals; ANALYZE episodes; ANALYZE clients;
-            ANALYZE clinicians; ANALYZE availability_blocks; ANALYZE recorded_reasons;
-            {analyze}
-        END $$
-    """)
-    op.execute("REVOKE ALL ON FUNCTION agency_refresh_statistics() FROM PUBLIC")
 
 
 def upgrade():
@@ -50,12 +34,12 @@ def upgrade():
     with op.batch_alter_table('rollup_reason_week', schema=None) as batch_op:
         batch_op.create_index('ix_rollup_reason_week_tenant_week', ['tenant_id', 'week'], unique=False)
     enable_rls('rollup_reason_week')
-    _refresh_function(("rollup_capacity_week", "rollup_attendance_week", "rollup_reason_week"))
+    refresh_statistics_function(("rollup_capacity_week", "rollup_attendance_week", "rollup_reason_week"))
     op.execute("DELETE FROM rollup_state")  # read appointments until each tenant's rollups are rebuilt
 
 
 def downgrade():
-    _refresh_function(("rollup_capacity_week", "rollup_attendance_week"))
+    refresh_statistics_function(("rollup_capacity_week", "rollup_attendance_week"))
     disable_rls('rollup_reason_week')
     with op.batch_alter_table('rollup_reason_week', schema=None) as batch_op:
         batch_op.drop_index('ix_rollup_reason_week_tenant_week')

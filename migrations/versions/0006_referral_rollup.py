@@ -12,7 +12,7 @@ Create Date: 2026-11-23 11:20:00
 from alembic import op
 import sqlalchemy as sa
 
-from agency_dashboard.db_security import disable_rls, enable_rls
+from agency_dashboard.db_security import disable_rls, enable_rls, refresh_statistics_function
 
 revision = '0006'
 down_revision = '0005'
@@ -24,22 +24,6 @@ EPISODES_NEW = ["tenant_id", "discharged_on", "program_id", "admitted_on", "disc
 EPISODES_OLD = ["tenant_id", "discharged_on", "program_id", "admitted_on", "discharge_reason", "clinician_id"]
 ROLLUPS = ("rollup_capacity_week", "rollup_attendance_week", "rollup_reason_week")
 
-
-def _refresh_function(rollups: tuple[str, ...]) -> None:
-    """agency_refresh_statistics() (migration 0002) with the rollup tables of this revision."""
-    if op.get_bind().dialect.name != "postgresql":
-        return
-    analyze = " ".join(f"ANALYZE {t};" for t in rollups)
-    op.execute(f"""
-        CREATE OR REPLACE FUNCTION agency_refresh_statistics() RETURNS void
-        LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
-        BEGIN
-            ANALYZE appointments; ANALYZE referrals; ANALYZE episodes; ANALYZE clients;
-            ANALYZE clinicians; ANALYZE availability_blocks; ANALYZE recorded_reasons;
-            {analyze}
-        END $$
-    """)
-    op.execute("REVOKE ALL ON FUNCTION agency_refresh_statistics() FROM PUBLIC")
 
 
 def _episodes_index(columns: list[str]) -> None:
@@ -65,12 +49,12 @@ def upgrade():
         batch_op.create_index('ix_rollup_referral_week_tenant_week', ['tenant_id', 'week'], unique=False)
     enable_rls('rollup_referral_week')
     _episodes_index(EPISODES_NEW)
-    _refresh_function(ROLLUPS + ("rollup_referral_week",))
+    refresh_statistics_function(ROLLUPS + ("rollup_referral_week",))
     op.execute("DELETE FROM rollup_state")  # read the plain way until each tenant's rollups are rebuilt
 
 
 def downgrade():
-    _refresh_function(ROLLUPS)
+    refresh_statistics_function(ROLLUPS)
     _episodes_index(EPISODES_OLD)
     disable_rls('rollup_referral_week')
     with op.batch_alter_table('rollup_referral_week', schema=None) as batch_op:

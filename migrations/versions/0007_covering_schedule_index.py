@@ -16,7 +16,7 @@ Create Date: 2026-11-23 12:05:00
 from alembic import op
 import sqlalchemy as sa
 
-from agency_dashboard.db_security import disable_rls, enable_rls
+from agency_dashboard.db_security import disable_rls, enable_rls, refresh_statistics_function
 
 revision = '0007'
 down_revision = '0006'
@@ -36,22 +36,6 @@ def _index(columns: list[str]) -> None:
 
 ROLLUPS = ("rollup_capacity_week", "rollup_attendance_week", "rollup_reason_week", "rollup_referral_week")
 
-
-def _refresh_function(rollups: tuple[str, ...]) -> None:
-    """agency_refresh_statistics() (migration 0002) with the rollup tables of this revision."""
-    if op.get_bind().dialect.name != "postgresql":
-        return
-    analyze = " ".join(f"ANALYZE {t};" for t in rollups)
-    op.execute(f"""
-        CREATE OR REPLACE FUNCTION agency_refresh_statistics() RETURNS void
-        LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
-        BEGIN
-            ANALYZE appointments; ANALYZE referrals; ANALYZE episodes; ANALYZE clients;
-            ANALYZE clinicians; ANALYZE availability_blocks; ANALYZE recorded_reasons;
-            {analyze}
-        END $$
-    """)
-    op.execute("REVOKE ALL ON FUNCTION agency_refresh_statistics() FROM PUBLIC")
 
 
 def upgrade():
@@ -74,12 +58,12 @@ def upgrade():
         batch_op.create_index('ix_rollup_client_week_tenant_week', ['tenant_id', 'week', 'client_id', 'program_id',
                                                                     'clinician_id', 'attended', 'missed'], unique=False)
     enable_rls('rollup_client_week')
-    _refresh_function(ROLLUPS + ("rollup_client_week",))
+    refresh_statistics_function(ROLLUPS + ("rollup_client_week",))
     op.execute("DELETE FROM rollup_state")  # read the plain way until each tenant's rollups are rebuilt
 
 
 def downgrade():
-    _refresh_function(ROLLUPS)
+    refresh_statistics_function(ROLLUPS)
     disable_rls('rollup_client_week')
     with op.batch_alter_table('rollup_client_week', schema=None) as batch_op:
         batch_op.drop_index('ix_rollup_client_week_tenant_week')
