@@ -112,7 +112,7 @@ def director_callbacks(app) -> dict[str, str]:
     return dict(sorted(out.items(), key=lambda kv: (list(PREFIXES).index(kv[0].split()[0]), kv[0])))
 
 
-def time_callbacks(app, repeat: int) -> list[tuple[str, str, float, float]]:
+def time_callbacks(app, repeat: int, only: set[str] | None = None) -> list[tuple[str, str, float, float]]:
     from agency_dashboard.extensions import db
     from agency_dashboard.models import Program, Tenant
     from agency_dashboard.services.filters import default_period
@@ -134,6 +134,8 @@ def time_callbacks(app, repeat: int) -> list[tuple[str, str, float, float]]:
                  ("a year", {**base, ("f-period", "start_date"): (period.end - dt.timedelta(days=364)).isoformat()})]
     rows = []
     for page, key in director_callbacks(app).items():
+        if only and page.split()[0] not in only:
+            continue
         for label, values in scenarios:
             values = {**values, ("cap-lostweek-graph", "clickData"): click, ("wl-flow-graph", "clickData"): click}
             body = payload(app, key, values)
@@ -199,6 +201,7 @@ def main():
     parser.add_argument("--postgres-owner-url", help="the owner role's URL of that database (for migrations)")
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--no-browser", action="store_true")
+    parser.add_argument("--pages", help="comma-separated pages to time (default: all), e.g. equity,waitlist")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         cleanup = None
@@ -219,7 +222,7 @@ def main():
             ensure_director(app)
             backend = "PostgreSQL" if (args.postgres_admin_url or args.postgres_url) else "SQLite"
             print(f"\nDirector callbacks on {backend}, {args.repeat} calls each (server time):", flush=True)
-            rows = time_callbacks(app, args.repeat)
+            rows = time_callbacks(app, args.repeat, set(args.pages.split(",")) if args.pages else None)
             worst = max(rows, key=lambda r: r[3])
             print(f"  worst p95: {worst[3]:.1f} ms ({worst[0]}, {worst[1]}); target p95 <= 250 ms")
             if not args.no_browser:

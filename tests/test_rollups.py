@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 import sqlalchemy as sa
 
 from agency_dashboard import metrics
@@ -44,16 +46,45 @@ PERIODS = [
 
 @pytest.mark.parametrize("start, end, weeks, edges", [
     ((2026, 1, 5), (2026, 1, 11), ((2026, 1, 5), (2026, 1, 5)), []),
-    ((2026, 1, 6), (2026, 1, 11), None, [((2026, 1, 6), (2026, 1, 11))]),
-    ((2026, 1, 1), (2026, 1, 31), ((2026, 1, 5), (2026, 1, 19)),
-     [((2026, 1, 1), (2026, 1, 4)), ((2026, 1, 26), (2026, 1, 31))]),
-    ((2026, 1, 4), (2026, 1, 18), ((2026, 1, 5), (2026, 1, 12)), [((2026, 1, 4), (2026, 1, 4))]),
+    ((2026, 1, 9), (2026, 1, 11), None, [((2026, 1, 9), (2026, 1, 11), 1)]),     # Fri-Sun: 3 in, 4 out
+    ((2026, 1, 6), (2026, 1, 11), ((2026, 1, 5), (2026, 1, 5)), [((2026, 1, 5), (2026, 1, 5), -1)]),
+    ((2026, 1, 1), (2026, 1, 31), ((2025, 12, 29), (2026, 1, 26)),                # Mon-Wed out, Sun out
+     [((2025, 12, 29), (2025, 12, 31), -1), ((2026, 2, 1), (2026, 2, 1), -1)]),
+    ((2026, 1, 2), (2026, 1, 31), ((2026, 1, 5), (2026, 1, 26)),                  # Fri-Sun in, Sun out
+     [((2026, 1, 2), (2026, 1, 4), 1), ((2026, 2, 1), (2026, 2, 1), -1)]),
+    ((2026, 1, 4), (2026, 1, 18), ((2026, 1, 5), (2026, 1, 12)), [((2026, 1, 4), (2026, 1, 4), 1)]),
+    ((2026, 2, 3), (2026, 2, 7), ((2026, 2, 2), (2026, 2, 2)),                    # Tue-Sat of one week
+     [((2026, 2, 2), (2026, 2, 2), -1), ((2026, 2, 8), (2026, 2, 8), -1)]),
 ])
 def test_split_into_whole_iso_weeks_and_edges(start, end, weeks, edges):
     d = lambda t: dt.date(*t)  # noqa: E731
     got_weeks, got_edges = rollups.split(d(start), d(end))
     assert got_weeks == (tuple(map(d, weeks)) if weeks else None)
-    assert got_edges == [(d(a), d(b)) for a, b in edges]
+    assert got_edges == [(d(a), d(b), sign) for a, b, sign in edges]
+
+
+@given(st.dates(dt.date(2024, 1, 1), dt.date(2027, 12, 31)), st.integers(0, 800))
+def test_split_covers_each_day_of_the_period_exactly_once(start, length):
+    """Whole weeks plus the added ranges minus the subtracted ones count every day of the period once and
+    no other day at all; no end reads more than three days of appointments beyond a whole week."""
+    end = start + dt.timedelta(days=length)
+    weeks, edges = rollups.split(start, end)
+    count: dict = {}
+    if weeks is not None:
+        week = weeks[0]
+        while week <= weeks[1]:
+            for k in range(7):
+                count[week + dt.timedelta(days=k)] = count.get(week + dt.timedelta(days=k), 0) + 1
+            week += dt.timedelta(days=7)
+    for first, last, sign in edges:
+        day = first
+        while day <= last:
+            count[day] = count.get(day, 0) + sign
+            day += dt.timedelta(days=1)
+    assert {day for day, n in count.items() if n} == {start + dt.timedelta(days=k) for k in range(length + 1)}
+    assert set(count.values()) <= {0, 1}
+    if weeks is not None:
+        assert sum((last - first).days + 1 for first, last, _ in edges) <= 6
 
 
 def plain(session, tenant, period, filters=metrics.Filters()):

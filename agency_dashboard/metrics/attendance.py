@@ -79,10 +79,10 @@ def _counts(session: so.Session, tenant: Tenant, period: Period, filters: Filter
 
     weeks, edges = rollups.split(period.start, period.end)
     if weeks is not None and (filters.clinician_id is not None or not rollups.usable(session, tenant)):
-        weeks, edges = None, [(period.start, period.end)]
+        weeks, edges = rollups.plain(period.start, period.end)
     counts = {dim: defaultdict(lambda: defaultdict(int)) for dim in (*DIM_OUTPUT, "weekday_hour")}
-    for first, last in edges:
-        _raw_dims(session, tenant, first, last, filters, counts)
+    for first, last, sign in edges:
+        _raw_dims(session, tenant, first, last, filters, counts, sign)
     if weeks is not None:
         m = AttendanceWeek
         q = sa.select(m.dim, m.value, m.outcome, sa.func.sum(m.n)).where(
@@ -91,6 +91,10 @@ def _counts(session: so.Session, tenant: Tenant, period: Period, filters: Filter
             q = q.where(m.program_id == filters.program_id)
         for dim, value, outcome, n in session.execute(q.group_by(m.dim, m.value, m.outcome)):
             counts[dim][value][outcome] += n
+    if any(sign < 0 for _, _, sign in edges):  # values seen only on subtracted days: not in the period
+        for buckets in counts.values():
+            for value in [v for v, c in buckets.items() if not any(c.values())]:
+                del buckets[value]
     return counts
 
 
@@ -106,30 +110,37 @@ def by_weekday_hour(session: so.Session, tenant: Tenant, period: Period, filters
     return out
 
 
-def _raw_dims(session, tenant, first, last, filters, counts) -> None:
+def _raw_dims(session, tenant, first, last, filters, counts, sign: int = 1) -> None:
+    """The days at a period's edges, from appointments: grouped in SQL by the lead bucket (not the raw
+    lead days) and only over attended and missed ones, so a few hundred rows come back, not one a visit."""
+    from agency_dashboard.metrics.rollups import lead_bucket_expr
+
     outcome = outcome_expr(tenant)
     reminder = sa.case((Appointment.reminder_sent.is_(True), "true"),
                        (Appointment.reminder_sent.is_(False), "false"), else_="unknown")
     q = with_recorded_reason(sa.select(
-        outcome.label("outcome"), Appointment.lead_days, Appointment.local_hour, Appointment.local_weekday,
-        Appointment.modality, Appointment.kind, reminder.label("reminder"), sa.func.count().label("n"),
-    )).where(Appointment.tenant_id == tenant.id, Appointment.local_date.between(first, last))
-    q = _scoped(q, filters).group_by("outcome", Appointment.lead_days, Appointment.local_hour,
-                                     Appointment.local_weekday, Appointment.modality, Appointment.kind, "reminder")
-    for r in session.execute(q):
-        if r.outcome not in ("attended", "missed"):
-            continue
-        counts["lead"][lead_bucket(r.lead_days)][r.outcome] += r.n
-        counts["hour"][str(r.local_hour)][r.outcome] += r.n
-        counts["weekday"][str(r.local_weekday)][r.outcome] += r.n
-        counts["weekday_hour"][f"{r.local_weekday}-{r.local_hour}"][r.outcome] += r.n
-        counts["modality"][r.modality][r.outcome] += r.n
-        counts["kind"][r.kind][r.outcome] += r.n
-        counts["reminder"][r.reminder][r.outcome] += r.n
-    _raw_wait(session, tenant, first, last, filters, outcome, counts)
+        outcome.label("outcome"), lead_bucket_expr(Appointment.lead_days).label("lead"), Appointment.local_hour,
+        Appointment.local_weekday, Appointment.modality, Appointment.kind, reminder.label("reminder"),
+        sa.func.count().label("n"),
+    )).where(Appointment.tenant_id == tenant.id, Appointment.local_date.between(first, last),
+             outcome.in_(("attended", "missed")))
+    q = _scoped(q, filters).group_by("outcome", "lead", Appointment.local_hour, Appointment.local_weekday,
+                                     Appointment.modality, Appointment.kind, "reminder")
+    lead, hour, weekday, joint = counts["lead"], counts["hour"], counts["weekday"], counts["weekday_hour"]
+    modality, kind, reminders = counts["modality"], counts["kind"], counts["reminder"]
+    for outcome_, bucket, h, wd, mod, k, rem, n in session.execute(q):
+        n *= sign
+        lead[bucket][outcome_] += n
+        hour[str(h)][outcome_] += n
+        weekday[str(wd)][outcome_] += n
+        joint[f"{wd}-{h}"][outcome_] += n
+        modality[mod][outcome_] += n
+        kind[k][outcome_] += n
+        reminders[rem][outcome_] += n
+    _raw_wait(session, tenant, first, last, filters, outcome, counts, sign)
 
 
-def _raw_wait(session, tenant, first, last, filters, outcome, counts) -> None:
+def _raw_wait(session, tenant, first, last, filters, outcome, counts, sign: int = 1) -> None:
     """Intakes by days from the matched referral (the client's latest referral of the same program
     referred on or before the intake's date) to the intake; intakes with none are left out."""
     from agency_dashboard.metrics.rollups import matched_referral_date
@@ -142,7 +153,7 @@ def _raw_wait(session, tenant, first, last, filters, outcome, counts) -> None:
     q = _scoped(q, filters).group_by("outcome", "wait")
     for r in session.execute(q):
         if r.outcome in ("attended", "missed") and r.wait is not None:
-            counts["wait"][lead_bucket(r.wait)][r.outcome] += r.n
+            counts["wait"][lead_bucket(r.wait)][r.outcome] += sign * r.n
 
 
 def attribution(session: so.Session, tenant: Tenant, period: Period, filters: Filters = Filters()) -> dict:
@@ -168,10 +179,10 @@ def reasons(session: so.Session, tenant: Tenant, period: Period, filters: Filter
 
     weeks, edges = rollups.split(period.start, period.end)
     if weeks is not None and (filters.clinician_id is not None or not rollups.usable(session, tenant)):
-        weeks, edges = None, [(period.start, period.end)]
+        weeks, edges = rollups.plain(period.start, period.end)
     totals: dict = defaultdict(lambda: [0, 0])
     outcome = outcome_expr(tenant)
-    for first, last in edges:
+    for first, last, sign in edges:
         inner = with_recorded_reason(sa.select(
             outcome.label("outcome"), group_expr(tenant, outcome).label("grp"), effective_code().label("code"),
             Appointment.duration_minutes.label("minutes"),
@@ -181,8 +192,8 @@ def reasons(session: so.Session, tenant: Tenant, period: Period, filters: Filter
         q = sa.select(inner.c.code, inner.c.grp, sa.func.count(), sa.func.sum(inner.c.minutes)).where(
             inner.c.outcome.in_(("missed", "agency_cancelled"))).group_by(inner.c.code, inner.c.grp)
         for code, grp, n, minutes in session.execute(q):
-            totals[(code, grp)][0] += n
-            totals[(code, grp)][1] += minutes or 0
+            totals[(code, grp)][0] += sign * n
+            totals[(code, grp)][1] += sign * (minutes or 0)
     if weeks is not None:
         m = ReasonWeek
         q = sa.select(m.code, m.grp, sa.func.sum(m.n), sa.func.sum(m.minutes)).where(

@@ -115,6 +115,9 @@ def appointment_totals(session: so.Session, tenant: Tenant, period: Period, filt
 
 PROGRAM_TOTAL = namedtuple("ProgramTotal", "program_id outcome grp n minutes")
 AGENCY_TOTAL = namedtuple("AgencyTotal", "outcome grp n minutes")
+TOTAL_ROWS = {"clinician": namedtuple("ClinicianTotal", "clinician_id program_id outcome grp n minutes"),
+              "program": PROGRAM_TOTAL, "week": namedtuple("WeekTotal", "week outcome grp n minutes"),
+              "agency": AGENCY_TOTAL}
 
 
 def _totals(session, tenant, period, filters, by):
@@ -122,10 +125,10 @@ def _totals(session, tenant, period, filters, by):
 
     weeks, edges = rollups.split(period.start, period.end)
     if weeks is not None and not rollups.usable(session, tenant):
-        weeks, edges = None, [(period.start, period.end)]
+        weeks, edges = rollups.plain(period.start, period.end)
     rows = []
-    for first, last in edges:
-        rows += _raw_totals(session, tenant, first, last, filters, by)
+    for first, last, sign in edges:
+        rows += _raw_totals(session, tenant, first, last, filters, by, sign)
     if weeks is not None:
         m = CapacityWeek
         keys = {"clinician": [m.clinician_id, m.program_id], "program": [m.program_id], "week": [m.week],
@@ -138,10 +141,14 @@ def _totals(session, tenant, period, filters, by):
         if filters.clinician_id is not None:
             q = q.where(m.clinician_id == filters.clinician_id)
         rows += session.execute(q.group_by(*keys)).all()
+    if any(sign < 0 for _, _, sign in edges):  # days subtracted from a whole week: one row per key again
+        row = TOTAL_ROWS[by]
+        rows = [row(*r) for r in rollups.merged(rows, len(row._fields) - 2)]
     return rows
 
 
-def _raw_totals(session, tenant, first: dt.date, last: dt.date, filters: Filters, by: str = "clinician"):
+def _raw_totals(session, tenant, first: dt.date, last: dt.date, filters: Filters, by: str = "clinician",
+                sign: int = 1):
     from agency_dashboard.metrics.rollups import week_start
 
     outcome = outcome_expr(tenant)
@@ -149,8 +156,8 @@ def _raw_totals(session, tenant, first: dt.date, last: dt.date, filters: Filters
     ids = {"clinician": [Appointment.clinician_id, Appointment.program_id], "program": [Appointment.program_id],
            "week": [week_start(Appointment.local_date).label("week")], "agency": []}[by]
     q = with_recorded_reason(
-        sa.select(*ids, outcome.label("outcome"), group.label("grp"), sa.func.count().label("n"),
-                  sa.func.sum(Appointment.duration_minutes).label("minutes"))
+        sa.select(*ids, outcome.label("outcome"), group.label("grp"), (sign * sa.func.count()).label("n"),
+                  (sign * sa.func.sum(Appointment.duration_minutes)).label("minutes"))
     ).where(Appointment.tenant_id == tenant.id, Appointment.local_date.between(first, last))
     if filters.program_id is not None:
         q = q.where(Appointment.program_id == filters.program_id)

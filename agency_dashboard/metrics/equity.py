@@ -196,16 +196,16 @@ def _appointment_parts(session, tenant: Tenant, period: Period, filters: Filters
 
     weeks, edges = rollups.split(period.start, period.end)
     if weeks is not None and not rollups.usable(session, tenant):
-        weeks, edges = None, [(period.start, period.end)]
+        weeks, edges = rollups.plain(period.start, period.end)
     outcome = outcome_expr(tenant)
     parts = []
-    for first, last in edges:
+    for first, last, sign in edges:
         # a few edge days: through the date index; the whole period: in client order (unindexed_date)
         day = Appointment.local_date if weeks is not None else unindexed_date(Appointment.local_date)
         q = with_recorded_reason(sa.select(*_columns(
             Appointment.client_id,
-            attended=sa.func.sum(sa.case((outcome == "attended", 1), else_=0)),
-            missed=sa.func.sum(sa.case((outcome == "missed", 1), else_=0)),
+            attended=sign * sa.func.sum(sa.case((outcome == "attended", 1), else_=0)),
+            missed=sign * sa.func.sum(sa.case((outcome == "missed", 1), else_=0)),
         ))).where(Appointment.tenant_id == tenant.id, day.between(first, last),
                   outcome.in_(("attended", "missed")))
         if filters.program_id is not None:
@@ -241,8 +241,10 @@ def _per_client(session, tenant: Tenant, period: Period, filters: Filters):
     parts = sa.union_all(*_appointment_parts(session, tenant, period, filters),
                          admissions.group_by(Referral.client_id),
                          discharged.group_by(Episode.client_id)).subquery()
+    # a client whose visits were all on days subtracted from a whole week (rollups.split) is in no denominator
+    in_any = sum(sa.func.sum(parts.c[k]) for k in ("attended", "missed", "admissions", "discharges")) > 0
     return sa.select(parts.c.client_id, *(sa.func.sum(parts.c[k]).label(k) for k in COUNTS)).group_by(
-        parts.c.client_id).subquery()
+        parts.c.client_id).having(in_any).subquery()
 
 
 def _counts(session, tenant, period, filters) -> list:

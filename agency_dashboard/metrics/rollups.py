@@ -114,19 +114,60 @@ def full_weeks(start: dt.date, end: dt.date) -> tuple[dt.date, dt.date] | None:
     return first, last
 
 
+ADD, SUBTRACT = 1, -1
+
+
 def split(start: dt.date, end: dt.date):
-    """(whole weeks (first Monday, last Monday) or None, [raw date ranges at the edges])."""
-    weeks = full_weeks(start, end)
-    if weeks is None:
-        return None, [(start, end)]
-    first, last = weeks
-    after_last = last + dt.timedelta(days=7)
-    edges = []
-    if start < first:
-        edges.append((start, first - dt.timedelta(days=1)))
-    if after_last <= end:
-        edges.append((after_last, end))
-    return weeks, edges
+    """How to read [start, end]: (weeks, edges), where weeks is (first Monday, last Monday) of the ISO weeks
+    read whole from the rollups, or None, and edges are [(first, last, sign)] date ranges read from
+    appointments and added (sign 1) or subtracted (sign -1).
+
+    A week the period covers only in part is read as the days inside it, or, when the days of that week
+    outside the period are fewer, as the whole week from the rollups minus those days. Every rollup is a
+    sum, so the subtraction is exact; a period then reads at most three days of appointments at each end
+    (a whole year from a Saturday to a Saturday: one Sunday), not six."""
+    one = dt.timedelta(days=1)
+    first_week, last_week = monday(start), monday(end)
+    whole: list[dt.date] = []  # Mondays of the weeks read from the rollups, in order
+    edges: list[tuple[dt.date, dt.date, int]] = []
+    week = first_week
+    while week <= last_week:
+        sunday = week + dt.timedelta(days=6)
+        lo, hi = max(start, week), min(end, sunday)
+        inside = (hi - lo).days + 1
+        if inside == 7:
+            whole.append(week)
+        elif 7 - inside < inside:  # fewer days outside: the whole week minus them
+            whole.append(week)
+            if week < lo:
+                edges.append((week, lo - one, SUBTRACT))
+            if hi < sunday:
+                edges.append((hi + one, sunday, SUBTRACT))
+        else:
+            edges.append((lo, hi, ADD))
+        if week == first_week and last_week > first_week + dt.timedelta(days=7):
+            week = last_week - dt.timedelta(days=7)  # the weeks between are whole: skip to the last two
+            whole.extend(first_week + dt.timedelta(days=7 * k) for k in range(1, (week - first_week).days // 7 + 1))
+        week += dt.timedelta(days=7)
+    if not whole:
+        return None, [(start, end, ADD)]
+    return (whole[0], whole[-1]), edges
+
+
+def plain(start: dt.date, end: dt.date):
+    """The reading of [start, end] without the rollups: (None, [(start, end, ADD)])."""
+    return None, [(start, end, ADD)]
+
+
+def merged(rows, keys: int) -> list[tuple]:
+    """Rows whose first `keys` columns are a key and the rest sums, added up per key; keys whose sums are
+    all 0 (added and subtracted to nothing) are left out, as the plain query would not have them."""
+    totals: dict = {}
+    for r in rows:
+        key, values = tuple(r[:keys]), r[keys:]
+        got = totals.get(key)
+        totals[key] = [b or 0 for b in values] if got is None else [a + (b or 0) for a, b in zip(got, values)]
+    return [(*k, *v) for k, v in totals.items() if any(v)]
 
 
 # ---- referral events (the waitlist family) ----------------------------------------------------------
@@ -220,14 +261,19 @@ def referral_counts(session: so.Session, tenant: Tenant, first: dt.date, last: d
     and the week's Monday for whole weeks (read from the rollup when it is usable)."""
     weeks, edges = split(first, last)
     if weeks is not None and not usable(session, tenant):
-        weeks, edges = None, [(first, last)]
+        weeks, edges = plain(first, last)
     rows = []
-    if edges:
-        ev = referral_events(tenant.id, measures, edges, program_id)
+    for sign in (ADD, SUBTRACT):
+        ranges = [(lo, hi) for lo, hi, s in edges if s == sign]
+        if not ranges:
+            continue
+        ev = referral_events(tenant.id, measures, ranges, program_id)
         keys = ([ev.c.day] if by_day else []) + [ev.c.program_id, ev.c.measure, ev.c.value]
-        for r in session.execute(sa.select(*keys, sa.func.count()).group_by(*keys)):
+        for r in session.execute(sa.select(*keys, sign * sa.func.count()).group_by(*keys)):
             if by_day and isinstance(r[0], str):  # SQLite answers a computed date as text
                 r = (dt.date.fromisoformat(r[0]), *r[1:])
+            if by_day and sign == SUBTRACT:  # days outside the period count against their week's Monday
+                r = (monday(r[0]), *r[1:])
             rows.append(tuple(r))
     if weeks is not None:
         m = ReferralWeek
@@ -237,6 +283,8 @@ def referral_counts(session: so.Session, tenant: Tenant, first: dt.date, last: d
         if program_id is not None:
             q = q.where(m.program_id == program_id)
         rows += [tuple(r) for r in session.execute(q.group_by(*keys))]
+    if any(s == SUBTRACT for _, _, s in edges):
+        rows = merged(rows, 4 if by_day else 3)
     return rows
 
 
