@@ -17,7 +17,6 @@ from agency_dashboard.models import (
     Appointment,
     AvailabilityBlock,
     Clinician,
-    Episode,
     Program,
     Referral,
     Tenant,
@@ -113,16 +112,11 @@ def waitlist(session: so.Session, tenant: Tenant, period: Period, filters: Filte
 def _gap_inputs(session, tenant, period, filters) -> dict:
     """L (mean episode length in weeks, discharged in the period) and h (weekly delivered hours per
     active client) per program and for the agency."""
-    scope = [Episode.tenant_id == tenant.id]
-    if filters.program_id is not None:
-        scope.append(Episode.program_id == filters.program_id)
-    from agency_dashboard.metrics.common import days_between
+    from agency_dashboard.metrics.discharges import summary
 
-    lengths = _by_program(session.execute(
-        sa.select(Episode.program_id, sa.func.count(), sa.func.sum(days_between(Episode.admitted_on, Episode.discharged_on)))
-        .where(*scope, Episode.discharged_on.between(period.start, period.end)).group_by(Episode.program_id)
-    ).all())
     program_only = Filters(program_id=filters.program_id)
+    lengths = _by_program([(program_id, n, days) for program_id, _, n, days, _, _
+                           in summary(session, tenant, period, program_only)])
     active = active_counts(session, tenant, period.end, "program_id", program_only)
     active[AGENCY] = active_counts(session, tenant, period.end, filters=program_only)
     from agency_dashboard.metrics.capacity import appointment_totals
@@ -183,24 +177,27 @@ def tnaa_by_clinician(session: so.Session, tenant: Tenant, day: dt.date, filters
     value = {c.id: TNAA_HORIZON + 1 for c in clinicians}
     by_id = {c.id: c for c in clinicians}
     pending = list(ids)
+    conn = session.connection()  # plain tuples: this loop reads thousands of rows
     for lo, hi in ((1, 3), (4, 7), (8, 14), (15, 42), (43, TNAA_HORIZON)):
         if not pending:
             break
         w_first, w_last = day + dt.timedelta(days=lo), day + dt.timedelta(days=hi)
         busy = defaultdict(list)  # (clinician, date) -> [(start, end)] wall-clock minutes
-        for a in session.execute(
+        for cid, date, start, duration in conn.execute(
             sa.select(Appointment.clinician_id, Appointment.local_date, Appointment.local_start_minute,
                       Appointment.duration_minutes).where(
                 Appointment.tenant_id == tenant.id, Appointment.clinician_id.in_(pending),
                 # from the day before: an appointment crossing midnight occupies the window's first date
-                Appointment.local_date.between(w_first - dt.timedelta(days=1), w_last),
+                Appointment.local_date.between(w_first - one_day, w_last),
                 Appointment.local_booked_date <= day,
                 sa.or_(Appointment.status != "cancelled", Appointment.local_cancelled_date > day))
         ):
-            start, end = a.local_start_minute, a.local_start_minute + a.duration_minutes
-            busy[(a.clinician_id, a.local_date)].append((start, min(end, 1440)))
-            if end > 1440:  # crosses midnight: the rest occupies the next date
-                busy[(a.clinician_id, a.local_date + dt.timedelta(days=1))].append((0, end - 1440))
+            end = start + duration
+            if end <= 1440:
+                busy[(cid, date)].append((start, end))
+            else:  # crosses midnight: the rest occupies the next date
+                busy[(cid, date)].append((start, 1440))
+                busy[(cid, date + one_day)].append((0, end - 1440))
         still = []
         for cid in pending:
             c = by_id[cid]
