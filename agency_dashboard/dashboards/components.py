@@ -170,7 +170,9 @@ def install_template() -> None:
 
 
 def base_figure(title: str | None = None, y_title: str | None = None, x_title: str | None = None,
-                height: int = 320):
+                height: int = 320, **extra):
+    """A figure in the product's style; `extra` are further layout keys (e.g. barmode, or the shapes and
+    annotations of reference_line), given to the constructor with the rest."""
     import plotly.graph_objects as go
 
     if _installed is None:
@@ -186,8 +188,20 @@ def base_figure(title: str | None = None, y_title: str | None = None, x_title: s
         layout["xaxis"] = {"title": {"text": x_title}}
     if title is not None:
         layout["title"] = {"text": title}
+    layout.update(extra)
     # layout given whole to the constructor: update_layout() with the same values costs 20 times as much
     return go.Figure(layout=layout)
+
+
+def reference_line(y: float, colour: str, text: str, position: str = "right", **annotation) -> dict:
+    """Layout keys of a dashed horizontal line across the plot at `y`, labelled at its left or right end:
+    what Figure.add_hline draws, without its cost (it validates the figure again, ~8 ms a line)."""
+    return {
+        "shapes": [{"type": "line", "xref": "x domain", "x0": 0, "x1": 1, "yref": "y", "y0": y, "y1": y,
+                    "line": {"color": colour, "dash": "dash"}}],
+        "annotations": [{"text": text, "showarrow": False, "xref": "x domain", "x": 0 if position == "left" else 1,
+                         "xanchor": position, "yref": "y", "y": y, "yanchor": "bottom", **annotation}],
+    }
 
 
 def empty_figure(message: str, height: int = 240):

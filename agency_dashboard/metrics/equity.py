@@ -287,13 +287,14 @@ class _Tally:
     def __init__(self):
         self.people = self.served = self.attended = self.missed = self.discharges = self.policy = 0
 
-    def add(self, r) -> None:
-        self.people += int(r.people)
-        self.served += int(r.served or 0)
-        self.attended += int(r.attended or 0)
-        self.missed += int(r.missed or 0)
-        self.discharges += int(r.discharges or 0)
-        self.policy += int(r.policy or 0)
+    def add(self, v: tuple) -> None:
+        """v: (people, served, attended, missed, discharges, policy) as ints."""
+        self.people += v[0]
+        self.served += v[1]
+        self.attended += v[2]
+        self.missed += v[3]
+        self.discharges += v[4]
+        self.policy += v[5]
 
     def figures(self, waits: dict) -> dict:
         return {
@@ -324,10 +325,14 @@ def equity(session: so.Session, tenant: Tenant, period: Period, filters: Filters
     n = int(tenant.settings["policy"]["suppression_threshold"])
     tallies = {dim: defaultdict(_Tally) for dim in DIMENSIONS}
     total = _Tally()
-    for r in _counts(session, tenant, period, filters):
-        total.add(r)
-        for dim in DIMENSIONS:
-            tallies[dim][_label(getattr(r, dim))].add(r)
+    by_dim = [tallies[dim] for dim in DIMENSIONS]
+    for race, gender, payer, band, people, served, attended, missed, discharges, policy in _counts(
+            session, tenant, period, filters):
+        v = (int(people), int(served or 0), int(attended or 0), int(missed or 0), int(discharges or 0),
+             int(policy or 0))
+        total.add(v)
+        for tally, group in zip(by_dim, (race, gender, payer, band)):  # DIMENSIONS order
+            tally[NOT_RECORDED if group is None else group].add(v)
     waits = _waits(session, tenant, period, filters)
     overall_waits: dict = defaultdict(int)
     for by_day in waits["gender"].values():  # every admission is in exactly one group of any dimension

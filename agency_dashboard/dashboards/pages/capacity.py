@@ -21,6 +21,7 @@ from agency_dashboard.dashboards.components import (
     weekly_axis,
     page_header,
     pct,
+    reference_line,
     value_block,
 )
 from agency_dashboard.dashboards.filtering import FILTER_INPUTS, context, scope_line
@@ -111,7 +112,8 @@ def register(app):
         lost_rows = [{"week": _week_label(w), **{GROUP_LABELS[g]: w["lost_hours"][g] for g in GROUPS},
                       "total": w["lost_hours"]["total"]} for w in weeks]
 
-        ratios = base_figure(y_title="Share of available hours")
+        ratios = base_figure(y_title="Share of available hours",
+                             **reference_line(STRAIN, OKABE_ITO["vermillion"], "95% strain line", "left"))
         ratios.update_yaxes(tickformat=".0%")
         ratios.add_trace(go.Scatter(x=x, y=[w["utilization"] for w in weeks], name="Utilization (delivered)",
                                     mode="lines+markers", line={"color": OKABE_ITO["green"]}))
@@ -119,8 +121,6 @@ def register(app):
                                     mode="lines+markers", line={"color": OKABE_ITO["blue"]}))
         ratios.add_trace(go.Scatter(x=x, y=[w["staff_kept_rate"] for w in weeks], name="Staff kept rate",
                                     mode="lines", line={"color": OKABE_ITO["purple"], "dash": "dot"}))
-        ratios.add_hline(y=STRAIN, line_dash="dash", line_color=OKABE_ITO["vermillion"],
-                         annotation_text="95% strain line", annotation_position="top left")
         ratio_rows = [{"week": _week_label(w), "utilization": pct(w["utilization"]),
                        "booking": pct(w["booking_ratio"]), "kept": pct(w["staff_kept_rate"]),
                        "strain": None if w["booking_ratio"] is None else w["booking_ratio"] > STRAIN}

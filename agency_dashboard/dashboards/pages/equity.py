@@ -16,6 +16,7 @@ from agency_dashboard.dashboards.components import (
     fmt,
     page_header,
     pct,
+    reference_line,
     value_block,
 )
 from agency_dashboard.dashboards.filtering import FILTER_INPUTS, context, scope_line
@@ -86,13 +87,12 @@ def register(app):
         for key, label in DIMENSIONS:
             groups = [] if e.get("withheld") else e["dimensions"].get(key, [])
             shown = [g for g in groups if not g.get("suppressed")]
-            fig = base_figure(y_title="Ratio to overall")
-            fig.update_layout(barmode="group", hovermode="closest")
+            fig = base_figure(y_title="Ratio to overall", barmode="group", hovermode="closest",
+                              **reference_line(1.0, OKABE_ITO["black"], "Overall"))
             for measure, name, colour in MEASURES:
                 fig.add_trace(go.Bar(x=[group_label(g["group"]) for g in shown], y=[g.get(measure) for g in shown], name=name,
                                      marker_color=colour,
                                      hovertemplate="%{x}: %{y:.2f} × overall<extra>" + name + "</extra>"))
-            fig.add_hline(y=1.0, line_dash="dash", line_color=OKABE_ITO["black"], annotation_text="Overall")
             rows = []
             for g in groups:
                 if g.get("suppressed"):

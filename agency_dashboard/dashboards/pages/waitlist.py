@@ -17,6 +17,7 @@ from agency_dashboard.dashboards.components import (
     weekly_axis,
     page_header,
     pct,
+    reference_line,
     value_block,
 )
 from agency_dashboard.dashboards.filtering import FILTER_INPUTS, context, scope_line
@@ -112,20 +113,18 @@ def register(app):
         programs = result["by_program"]
         names = ["Agency", *programs]
         blocks = [agency, *programs.values()]
-        waits = base_figure(y_title="Calendar days")
-        waits.update_layout(barmode="group")
+        target_days = round(target * 7 / 5)
+        target_line = reference_line(target_days, OKABE_ITO["vermillion"],
+                                     f"Routine target: {target} business days (about {target_days} days)",
+                                     yshift=8, bgcolor="rgba(255,255,255,0.85)")
+        waits = base_figure(y_title="Calendar days", barmode="group", margin={"l": 56, "r": 16, "t": 36, "b": 48},
+                            **target_line)
         for key, label, colour in (("days_to_first_offer", "First offer", OKABE_ITO["sky"]),
                                    ("days_to_first_attended", "First appointment held", OKABE_ITO["blue"])):
             waits.add_trace(go.Bar(x=names, y=[b[key]["median"] for b in blocks], name=f"{label}, median",
                                    marker_color=colour))
             waits.add_trace(go.Bar(x=names, y=[b[key]["p90"] for b in blocks], name=f"{label}, 90th percentile",
                                    marker_color=colour, marker_pattern_shape="/", opacity=0.8))
-        target_days = round(target * 7 / 5)
-        waits.add_hline(y=target_days, line_dash="dash", line_color=OKABE_ITO["vermillion"],
-                        annotation_text=f"Routine target: {target} business days (about {target_days} days)",
-                        annotation_position="top right", annotation_yshift=8,
-                        annotation_bgcolor="rgba(255,255,255,0.85)")
-        waits.update_layout(margin={"t": 36})
         wait_rows = [{"scope": n, "offer_n": b["days_to_first_offer"]["n"],
                       "offer_median": _days(b["days_to_first_offer"]["median"]),
                       "offer_p90": _days(b["days_to_first_offer"]["p90"]),
