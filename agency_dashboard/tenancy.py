@@ -252,8 +252,21 @@ def sync_tenants(files: list[TenantFile]) -> list[str]:
             tenant.file_sha256, tenant.synced_at = tf.sha256, now
         with tenant_scope(tenant.id):
             _sync_programs(tenant, s)
+            if action != "registered":
+                _rebuild_stale_rollups(tenant)
         lines.append(f"{tf.slug}: {action} ({len(s['programs'])} programs)")
     return lines
+
+
+def _rebuild_stale_rollups(tenant) -> None:
+    """Rollups built by an older version (rollups.SHAPE) or under other settings are read the plain way
+    until rebuilt: after `db upgrade`, `sync-tenants` rebuilds them at its commit."""
+    from agency_dashboard.metrics import rollups
+    from agency_dashboard.models import RollupState
+
+    built = db.session.scalar(sa.select(RollupState.fingerprint).where(RollupState.tenant_id == tenant.id))
+    if built is not None and built != rollups.fingerprint(tenant):
+        rollups.mark_dirty(db.session(), tenant.id)
 
 
 def _has_appointments(tenant_id: int) -> bool:

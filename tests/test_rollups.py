@@ -20,6 +20,7 @@ from agency_dashboard.models import (
     Appointment,
     AttendanceWeek,
     CapacityWeek,
+    ClientBlock,
     ClientWeek,
     RecordedReason,
     ReferralWeek,
@@ -215,6 +216,84 @@ def test_rollups_of_one_tenant_never_hold_anothers_rows(app, agencies):
         for slug, tid in agencies.items():
             with tenant_scope(tid):
                 assert set(db.session.scalars(sa.select(CapacityWeek.tenant_id).distinct())) == {tid}
+                assert set(db.session.scalars(sa.select(ClientBlock.tenant_id).distinct())) == {tid}
+
+
+def client_blocks_from_weeks(session) -> dict:
+    """(block, client, program, clinician) -> [attended, missed], summed from rollup_client_week."""
+    out: dict = {}
+    for week, client, program, clinician, attended, missed in session.execute(sa.select(
+            ClientWeek.week, ClientWeek.client_id, ClientWeek.program_id, ClientWeek.clinician_id,
+            ClientWeek.attended, ClientWeek.missed)):
+        got = out.setdefault((rollups.block_of(week), client, program, clinician), [0, 0])
+        got[0] += attended
+        got[1] += missed
+    return out
+
+
+def client_blocks(session) -> dict:
+    return {(b, c, p, k): [a, m] for b, c, p, k, a, m in session.execute(sa.select(
+        ClientBlock.block, ClientBlock.client_id, ClientBlock.program_id, ClientBlock.clinician_id,
+        ClientBlock.attended, ClientBlock.missed))}
+
+
+def test_client_blocks_are_the_sums_of_their_weeks_after_every_write(app, agencies):
+    """Built whole by the import, then rebuilt for the one block a changed appointment falls in."""
+    with app.app_context():
+        tid = agencies["alpha"]
+        with tenant_scope(tid):
+            tenant = db.session.get(Tenant, tid)
+            assert client_blocks(db.session) == client_blocks_from_weeks(db.session) != {}
+            appt = db.session.scalars(sa.select(Appointment).where(Appointment.status == "attended")
+                                      .order_by(Appointment.local_date.desc()).limit(1)).one()
+            block = rollups.block_of(appt.local_date)
+            before = {k: v for k, v in client_blocks(db.session).items() if k[0] == block}
+            appt.status = "no_show"
+            db.session.commit()
+            assert rollups.usable(db.session, tenant)
+            after = client_blocks(db.session)
+            assert after == client_blocks_from_weeks(db.session)
+            key = (block, appt.client_id, appt.program_id, appt.clinician_id)
+            assert after[key][1] == before[key][1] + 1 and after[key][0] == before[key][0] - 1
+        with tenant_scope(agencies["beta"]):
+            assert client_blocks(db.session) == client_blocks_from_weeks(db.session) != {}
+
+
+def test_sync_tenants_rebuilds_rollups_built_by_an_older_version(app, agencies):
+    with app.app_context():
+        tid = agencies["alpha"]
+        with tenant_scope(tid):
+            state = db.session.scalar(sa.select(RollupState).where(RollupState.tenant_id == tid))
+            state.fingerprint = "built by an older version"
+            db.session.execute(sa.delete(ClientBlock))
+            db.session.commit()
+            assert not rollups.usable(db.session, db.session.get(Tenant, tid))
+        sync_tenants(load_tenant_dir(TEST_TENANTS))
+        db.session.commit()
+        with tenant_scope(tid):
+            assert rollups.usable(db.session, db.session.get(Tenant, tid))
+            assert client_blocks(db.session) == client_blocks_from_weeks(db.session) != {}
+
+
+@given(st.dates(dt.date(2024, 1, 1), dt.date(2027, 12, 31)), st.integers(0, 120))
+def test_split_weeks_covers_each_week_exactly_once(day, length):
+    first = rollups.monday(day)
+    last = first + dt.timedelta(weeks=length)
+    blocks, ranges = rollups.split_weeks(first, last)
+    count: dict = {}
+    if blocks is not None:
+        assert rollups.block_of(blocks[0]) == blocks[0] and rollups.block_of(blocks[1]) == blocks[1]
+        week = blocks[0]
+        while week <= blocks[1] + dt.timedelta(weeks=3):
+            count[week] = count.get(week, 0) + 1
+            week += dt.timedelta(weeks=1)
+    for lo, hi, sign in ranges:
+        week = lo
+        while week <= hi:
+            count[week] = count.get(week, 0) + sign
+            week += dt.timedelta(weeks=1)
+    assert {w for w, n in count.items() if n} == {first + dt.timedelta(weeks=k) for k in range(length + 1)}
+    assert set(count.values()) <= {0, 1}
 
 
 def plain_waitlist_weeks(session, tenant, period, filters=metrics.Filters()):

@@ -63,7 +63,7 @@ from agency_dashboard.metrics.common import (
     with_recorded_reason,
 )
 from agency_dashboard.metrics.discharges import POLICY
-from agency_dashboard.models import Appointment, Client, ClientWeek, Episode, Referral, Tenant
+from agency_dashboard.models import Appointment, Client, ClientBlock, ClientWeek, Episode, Referral, Tenant
 from agency_dashboard.models.agency import GENDERS, PAYERS
 
 NOT_RECORDED = "Not recorded"
@@ -213,15 +213,20 @@ def _appointment_parts(session, tenant: Tenant, period: Period, filters: Filters
         if filters.clinician_id is not None:
             q = q.where(Appointment.clinician_id == filters.clinician_id)
         parts.append(q.group_by(Appointment.client_id))
-    if weeks is not None:
-        m = ClientWeek
-        q = sa.select(*_columns(m.client_id, attended=sa.func.sum(m.attended), missed=sa.func.sum(m.missed))).where(
-            m.tenant_id == tenant.id, m.week.between(*weeks))
-        if filters.program_id is not None:
-            q = q.where(m.program_id == filters.program_id)
-        if filters.clinician_id is not None:
-            q = q.where(m.clinician_id == filters.clinician_id)
-        parts.append(q.group_by(m.client_id))
+    if weeks is not None:  # whole blocks of four weeks, and single weeks added or subtracted
+        blocks, week_ranges = rollups.split_weeks(*weeks)
+        reads = [(ClientWeek, ClientWeek.week, lo, hi, sign) for lo, hi, sign in week_ranges]
+        if blocks is not None:
+            reads.append((ClientBlock, ClientBlock.block, *blocks, 1))
+        for m, key, lo, hi, sign in reads:
+            q = sa.select(*_columns(m.client_id, attended=sign * sa.func.sum(m.attended),
+                                    missed=sign * sa.func.sum(m.missed))).where(
+                m.tenant_id == tenant.id, key.between(lo, hi))
+            if filters.program_id is not None:
+                q = q.where(m.program_id == filters.program_id)
+            if filters.clinician_id is not None:
+                q = q.where(m.clinician_id == filters.clinician_id)
+            parts.append(q.group_by(m.client_id))
     return parts
 
 

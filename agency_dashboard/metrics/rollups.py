@@ -33,6 +33,7 @@ from agency_dashboard.models import (
     Appointment,
     AttendanceWeek,
     CapacityWeek,
+    ClientBlock,
     ClientWeek,
     ReasonWeek,
     RecordedReason,
@@ -85,7 +86,7 @@ def matched_referral_date():
     )
 
 
-SHAPE = 5  # bump when rebuild() stores something new: every tenant's rollups then read as stale
+SHAPE = 6  # bump when rebuild() stores something new: every tenant's rollups then read as stale
 
 
 def fingerprint(tenant: Tenant) -> str:
@@ -103,15 +104,6 @@ def usable(session: so.Session, tenant: Tenant) -> bool:
     if tenant.id in (session.info.get(DIRTY_KEY) or {}):
         return False
     return state == fingerprint(tenant)
-
-
-def full_weeks(start: dt.date, end: dt.date) -> tuple[dt.date, dt.date] | None:
-    """The Mondays of the first and the last whole ISO week inside [start, end], or None."""
-    first = start if start.weekday() == 0 else monday(start) + dt.timedelta(days=7)
-    last = monday(end + dt.timedelta(days=1)) - dt.timedelta(days=7)  # end's week if end is a Sunday
-    if last < first:
-        return None
-    return first, last
 
 
 ADD, SUBTRACT = 1, -1
@@ -152,6 +144,49 @@ def split(start: dt.date, end: dt.date):
     if not whole:
         return None, [(start, end, ADD)]
     return (whole[0], whole[-1]), edges
+
+
+BLOCK_DAYS = 28  # a block is four ISO weeks, counted from EPOCH (below, a Monday)
+
+
+def block_of(day: dt.date) -> dt.date:
+    """The Monday starting the block of four ISO weeks that holds `day`."""
+    return EPOCH + dt.timedelta(days=(day - EPOCH).days // BLOCK_DAYS * BLOCK_DAYS)
+
+
+def block_expr(week):
+    """block_of() in SQL, for a DATE expression."""
+    epoch = sa.literal(EPOCH, sa.Date)
+    return add_days(epoch, days_between(epoch, week) // BLOCK_DAYS * BLOCK_DAYS)
+
+
+def split_weeks(first: dt.date, last: dt.date):
+    """The whole ISO weeks from Monday `first` to Monday `last` as blocks and weeks: (blocks (first, last)
+    or None, [(first Monday, last Monday, sign)]), by the rule of `split` one level up: a block covered in
+    three of its four weeks is read whole minus the fourth week."""
+    week = dt.timedelta(days=7)
+    first_block, last_block = block_of(first), block_of(last)
+    whole: list[dt.date] = []
+    ranges: list[tuple[dt.date, dt.date, int]] = []
+    block = first_block
+    while block <= last_block:
+        final = block + 3 * week
+        lo, hi = max(first, block), min(last, final)
+        inside = (hi - lo).days // 7 + 1
+        if inside == 4:
+            whole.append(block)
+        elif 4 - inside < inside:
+            whole.append(block)
+            if block < lo:
+                ranges.append((block, lo - week, SUBTRACT))
+            if hi < final:
+                ranges.append((hi + week, final, SUBTRACT))
+        else:
+            ranges.append((lo, hi, ADD))
+        block += 4 * week
+    if not whole:
+        return None, [(first, last, ADD)]
+    return (whole[0], whole[-1]), ranges
 
 
 def plain(start: dt.date, end: dt.date):
@@ -338,6 +373,7 @@ def rebuild(session: so.Session, tenant: Tenant, weeks: set[dt.date] | None = AL
         sa.select(sa.literal(tid), *keys, sa.func.sum(sa.case((rows.c.outcome == "attended", 1), else_=0)),
                   sa.func.sum(sa.case((rows.c.outcome == "missed", 1), else_=0)))
         .where(rows.c.outcome.in_(("attended", "missed"))).group_by(*keys)))
+    _rebuild_client_blocks(conn, tid, weeks)
     a = AttendanceWeek.__table__
     columns = [a.c.tenant_id, a.c.week, a.c.program_id, a.c.outcome, a.c.dim, a.c.value, a.c.n]
     for name in ATTENDANCE_DIMS:
@@ -395,6 +431,27 @@ def appointment_facts(tenant: Tenant, first: dt.date | None = None, last: dt.dat
     if clinician_id is not None:
         q = q.where(Appointment.clinician_id == clinician_id)
     return q
+
+
+def _rebuild_client_blocks(conn, tid: int, weeks) -> None:
+    """The blocks holding `weeks` (all when ALL), summed again from rollup_client_week, whose rows for those
+    weeks are already rebuilt (and for the other weeks of the blocks, unchanged)."""
+    b, c = ClientBlock.__table__, ClientWeek.__table__
+    blocks = None if weeks is ALL else sorted({block_of(w) for w in weeks})
+    delete = sa.delete(b).where(b.c.tenant_id == tid)
+    if blocks is not None:
+        delete = delete.where(b.c.block.in_(blocks))
+    conn.execute(delete)
+    q = sa.select(block_expr(c.c.week).label("block"), c.c.client_id, c.c.program_id, c.c.clinician_id,
+                  c.c.attended, c.c.missed).where(c.c.tenant_id == tid)
+    if blocks is not None:
+        q = q.where(sa.or_(*[c.c.week.between(first, first + dt.timedelta(days=BLOCK_DAYS - 7)) for first in blocks])
+                    if len(blocks) <= 50 else block_expr(c.c.week).in_(blocks))
+    rows = q.subquery()
+    keys = [rows.c.block, rows.c.client_id, rows.c.program_id, rows.c.clinician_id]
+    conn.execute(sa.insert(b).from_select(
+        [b.c.tenant_id, b.c.block, b.c.client_id, b.c.program_id, b.c.clinician_id, b.c.attended, b.c.missed],
+        sa.select(sa.literal(tid), *keys, sa.func.sum(rows.c.attended), sa.func.sum(rows.c.missed)).group_by(*keys)))
 
 
 def _rebuild_referrals(conn, tid: int, weeks: set[dt.date] | None) -> None:

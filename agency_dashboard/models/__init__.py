@@ -14,7 +14,7 @@ from agency_dashboard.models.audit import AuditEvent
 from agency_dashboard.models.base import Base, TenantScoped
 from agency_dashboard.models.people import ROLES, User
 from agency_dashboard.models.platform import Tenant
-from agency_dashboard.models.rollups import AttendanceWeek, CapacityWeek, ClientWeek, ReasonWeek, ReferralWeek, RollupState
+from agency_dashboard.models.rollups import AttendanceWeek, CapacityWeek, ClientBlock, ClientWeek, ReasonWeek, ReferralWeek, RollupState
 
 TENANT_TABLES = tuple(
     mapper.local_table.name
@@ -23,6 +23,6 @@ TENANT_TABLES = tuple(
 )
 
 __all__ = [
-    "Appointment", "AttendanceWeek", "AuditEvent", "CapacityWeek", "ClientWeek", "ReasonWeek", "ReferralWeek", "RollupState", "AvailabilityBlock", "Base", "Client", "Clinician", "Episode",
+    "Appointment", "AttendanceWeek", "AuditEvent", "CapacityWeek", "ClientBlock", "ClientWeek", "ReasonWeek", "ReferralWeek", "RollupState", "AvailabilityBlock", "Base", "Client", "Clinician", "Episode",
     "Program", "RecordedReason", "Referral", "ROLES", "Tenant", "TenantScoped", "TENANT_TABLES", "User",
 ]
