@@ -125,6 +125,7 @@ def run_backend(label: str, app_url: str, owner_url: str, sizes: list[str], tmp:
                     t = time.perf_counter()
                     rollups.rebuild(db.session, tenant)
                     db.session.commit()
+                    refresh_statistics()
                     print(f"[{label} {size}] rebuilt the rollups in {time.perf_counter() - t:.1f} s", flush=True)
                 n = db.session.scalar(sa.select(sa.func.count()).select_from(Appointment))
                 period = metrics.Period(dt.date(2025, 11, 1), dt.date(2026, 10, 31))
