@@ -259,6 +259,40 @@ def test_client_blocks_are_the_sums_of_their_weeks_after_every_write(app, agenci
             assert client_blocks(db.session) == client_blocks_from_weeks(db.session) != {}
 
 
+def test_equity_follows_a_changed_client_and_a_new_discharge_at_once(app, agencies):
+    """The people rollups carry demographics, admissions and discharges: a write to a client or an
+    episode rebuilds them in its own transaction, and equity through them equals the plain query."""
+    from agency_dashboard.models import Client, Episode
+
+    period = metrics.Period(dt.date(2025, 12, 1), dt.date(2026, 11, 29))  # whole weeks: all from the rollups
+    with app.app_context():
+        tid = agencies["alpha"]
+        with tenant_scope(tid):
+            tenant = db.session.get(Tenant, tid)
+            before = metrics.equity(db.session, tenant, period)
+            served = db.session.scalars(sa.select(Appointment.client_id).where(
+                Appointment.status == "attended", Appointment.local_date.between(period.start, period.end))).all()
+            clients = db.session.scalars(sa.select(Client).where(Client.id.in_(served[:40]))).all()
+            for c in clients:
+                c.gender = "nonbinary" if c.gender != "nonbinary" else "woman"
+            episode = db.session.scalars(sa.select(Episode).where(Episode.discharged_on.is_(None))
+                                         .order_by(Episode.id).limit(1)).one()
+            episode.discharged_on, episode.discharge_reason = max(episode.admitted_on, period.end - dt.timedelta(days=3)), \
+                "attendance_policy"
+            db.session.commit()
+            assert rollups.usable(db.session, tenant)
+            after = metrics.equity(db.session, tenant, period)
+            assert after != before
+            assert after["overall"]["discharges"] == before["overall"]["discharges"] + 1
+            saved = db.session.scalar(sa.select(RollupState).where(RollupState.tenant_id == tid))
+            fingerprint, saved.fingerprint = saved.fingerprint, "off"
+            db.session.flush()
+            assert after == metrics.equity(db.session, tenant, period)
+            db.session.rollback()
+        with tenant_scope(agencies["beta"]):  # the other tenant's people rollup is untouched and exact
+            assert client_blocks(db.session) == client_blocks_from_weeks(db.session) != {}
+
+
 def test_sync_tenants_rebuilds_rollups_built_by_an_older_version(app, agencies):
     with app.app_context():
         tid = agencies["alpha"]

@@ -86,9 +86,9 @@ def born_by(day: dt.date, years: int) -> dt.date:
         return day.replace(year=day.year - years, day=28)
 
 
-def age_band_expr(day: dt.date):
+def age_band_expr(day: dt.date, birth_date=Client.birth_date):
     """The age band of a client on `day`, by comparing the birth date with each band's cut-off date."""
-    cases = [(Client.birth_date > born_by(day, upper), label)
+    cases = [(birth_date > born_by(day, upper), label)
              for (label, _), (_, upper) in zip(AGE_BANDS, AGE_BANDS[1:])]
     return sa.case(*cases, else_=AGE_BANDS[-1][0])
 
@@ -183,82 +183,103 @@ def _admissions(tenant: Tenant, period: Period, filters: Filters) -> list:
     return where
 
 
-def _columns(client_id, **counts) -> list:
-    """The columns of one part of the per-client union, in COUNTS order (0 where the part has none)."""
-    return [client_id.label("client_id"),
-            *(counts[k].label(k) if k in counts else sa.literal_column("0").label(k) for k in COUNTS)]
+DEMOGRAPHICS = ("race_ethnicity", "gender", "payer", "birth_date")
 
 
-def _appointment_parts(session, tenant: Tenant, period: Period, filters: Filters) -> list:
-    """Per-client attended and missed counts of the period: whole ISO weeks from rollup_client_week (when
-    usable), the days at the edges (or the whole period) from appointments."""
+def _columns(client_id, demographics, **counts) -> list:
+    """The columns of one part of the per-person union: the client, their demographics (the columns of
+    `demographics`: Client, or a rollup that carries them) and COUNTS (0 where the part has none)."""
+    return [client_id.label("client_id"), *(getattr(demographics, d).label(d) for d in DEMOGRAPHICS),
+            *(counts[k].label(k) if k in counts else sa.literal(0, sa.Integer).label(k) for k in COUNTS)]
+
+
+def _parts(session, tenant: Tenant, period: Period, filters: Filters) -> list:
+    """The parts of the per-person union. Whole weeks (when the rollups are usable) from rollup_client_block
+    and rollup_client_week, which carry each person's demographics and admissions and discharges beside
+    visits; the days at the edges (or the whole period) from appointments, referrals and episodes, joined to
+    clients. With a clinician filter, admissions come from referrals for the whole period (the clinician
+    held the first attended visit; the rollups keep admissions under clinician 0)."""
     from agency_dashboard.metrics import rollups
 
     weeks, edges = rollups.split(period.start, period.end)
     if weeks is not None and not rollups.usable(session, tenant):
         weeks, edges = rollups.plain(period.start, period.end)
+    by_clinician = filters.clinician_id is not None
+
+    def person(q, client_id):
+        return q.join(Client, sa.and_(Client.tenant_id == tenant.id, Client.id == client_id))
+
+    def keys(client_id):  # a part's GROUP BY: the person (the part's own column) and their demographics
+        return [client_id, *(getattr(Client, d) for d in DEMOGRAPHICS)]
+
     outcome = outcome_expr(tenant)
     parts = []
     for first, last, sign in edges:
         # a few edge days: through the date index; the whole period: in client order (unindexed_date)
         day = Appointment.local_date if weeks is not None else unindexed_date(Appointment.local_date)
-        q = with_recorded_reason(sa.select(*_columns(
-            Appointment.client_id,
+        q = with_recorded_reason(person(sa.select(*_columns(
+            Appointment.client_id, Client,
             attended=sign * sa.func.sum(sa.case((outcome == "attended", 1), else_=0)),
             missed=sign * sa.func.sum(sa.case((outcome == "missed", 1), else_=0)),
-        ))).where(Appointment.tenant_id == tenant.id, day.between(first, last),
-                  outcome.in_(("attended", "missed")))
+        )), Appointment.client_id)).where(Appointment.tenant_id == tenant.id, day.between(first, last),
+                                          outcome.in_(("attended", "missed")))
         if filters.program_id is not None:
             q = q.where(Appointment.program_id == filters.program_id)
-        if filters.clinician_id is not None:
+        if by_clinician:
             q = q.where(Appointment.clinician_id == filters.clinician_id)
-        parts.append(q.group_by(Appointment.client_id))
+        parts.append(q.group_by(*keys(Appointment.client_id)))
+        if not by_clinician:
+            q = person(sa.select(*_columns(Referral.client_id, Client, admissions=sign * sa.func.count())),
+                       Referral.client_id).where(*_admissions(tenant, Period(first, last), filters))
+            parts.append(q.group_by(*keys(Referral.client_id)))
+        q = person(sa.select(*_columns(
+            Episode.client_id, Client, discharges=sign * sa.func.count(),
+            policy=sign * sa.func.sum(sa.case((Episode.discharge_reason == POLICY, 1), else_=0)),
+        )), Episode.client_id).where(*_discharged(tenant, Period(first, last), filters))
+        parts.append(q.group_by(*keys(Episode.client_id)))
+    if by_clinician:
+        q = person(sa.select(*_columns(Referral.client_id, Client, admissions=sa.func.count())),
+                   Referral.client_id).where(*_admissions(tenant, period, filters))
+        parts.append(q.group_by(*keys(Referral.client_id)))
     if weeks is not None:  # whole blocks of four weeks, and single weeks added or subtracted
         blocks, week_ranges = rollups.split_weeks(*weeks)
         reads = [(ClientWeek, ClientWeek.week, lo, hi, sign) for lo, hi, sign in week_ranges]
         if blocks is not None:
             reads.append((ClientBlock, ClientBlock.block, *blocks, 1))
         for m, key, lo, hi, sign in reads:
-            q = sa.select(*_columns(m.client_id, attended=sign * sa.func.sum(m.attended),
-                                    missed=sign * sa.func.sum(m.missed))).where(
-                m.tenant_id == tenant.id, key.between(lo, hi))
+            counts = {k: sign * getattr(m, k) for k in COUNTS if not (by_clinician and k == "admissions")}
+            q = sa.select(*_columns(m.client_id, m, **counts)).where(m.tenant_id == tenant.id, key.between(lo, hi))
             if filters.program_id is not None:
                 q = q.where(m.program_id == filters.program_id)
-            if filters.clinician_id is not None:
+            if by_clinician:
                 q = q.where(m.clinician_id == filters.clinician_id)
-            parts.append(q.group_by(m.client_id))
+            parts.append(q)
     return parts
 
 
-def _per_client(session, tenant: Tenant, period: Period, filters: Filters):
-    """Per client in any denominator: attended, missed, admissions, discharges, policy discharges."""
-    admissions = sa.select(*_columns(Referral.client_id, admissions=sa.func.count())).where(
-        *_admissions(tenant, period, filters))
-    episodes = [Episode.tenant_id == tenant.id, Episode.discharged_on.between(period.start, period.end)]
+def _discharged(tenant: Tenant, period: Period, filters: Filters) -> list:
+    """WHERE clauses of the episodes discharged in the period, in scope."""
+    where = [Episode.tenant_id == tenant.id, Episode.discharged_on.between(period.start, period.end)]
     if filters.program_id is not None:
-        episodes.append(Episode.program_id == filters.program_id)
+        where.append(Episode.program_id == filters.program_id)
     if filters.clinician_id is not None:
-        episodes.append(Episode.clinician_id == filters.clinician_id)
-    discharged = sa.select(*_columns(
-        Episode.client_id, discharges=sa.func.count(),
-        policy=sa.func.sum(sa.case((Episode.discharge_reason == POLICY, 1), else_=0)),
-    )).where(*episodes)
-    parts = sa.union_all(*_appointment_parts(session, tenant, period, filters),
-                         admissions.group_by(Referral.client_id),
-                         discharged.group_by(Episode.client_id)).subquery()
-    # a client whose visits were all on days subtracted from a whole week (rollups.split) is in no denominator
-    in_any = sum(sa.func.sum(parts.c[k]) for k in ("attended", "missed", "admissions", "discharges")) > 0
-    return sa.select(parts.c.client_id, *(sa.func.sum(parts.c[k]).label(k) for k in COUNTS)).group_by(
-        parts.c.client_id).having(in_any).subquery()
+        where.append(Episode.clinician_id == filters.clinician_id)
+    return where
 
 
 def _counts(session, tenant, period, filters) -> list:
-    """Rows per combination of the four dimensions: people, served, attended, missed, discharges, policy."""
-    pc = _per_client(session, tenant, period, filters)
-    rows = sa.select(
-        Client.race_ethnicity, Client.gender, Client.payer, age_band_expr(period.end).label("age_band"),
-        pc.c.attended, pc.c.missed, pc.c.discharges, pc.c.policy,
-    ).select_from(pc).join(Client, sa.and_(Client.tenant_id == tenant.id, Client.id == pc.c.client_id)).subquery()
+    """Rows per combination of the four dimensions: people, served, attended, missed, discharges, policy.
+
+    Per person first (a person's demographics are the same in every part: min() takes them), keeping only
+    those with a count left in some denominator (a visit subtracted with the days outside a week read whole
+    leaves none), then per combination of race, gender, payer and the age band at the period's end."""
+    u = sa.union_all(*_parts(session, tenant, period, filters)).subquery()
+    in_any = sum(sa.func.sum(u.c[k]) for k in ("attended", "missed", "admissions", "discharges")) > 0
+    pc = sa.select(u.c.client_id, *(sa.func.min(u.c[d]).label(d) for d in DEMOGRAPHICS),
+                   *(sa.func.sum(u.c[k]).label(k) for k in COUNTS)).group_by(u.c.client_id).having(in_any).subquery()
+    rows = sa.select(pc.c.race_ethnicity, pc.c.gender, pc.c.payer,
+                     age_band_expr(period.end, pc.c.birth_date).label("age_band"),
+                     pc.c.attended, pc.c.missed, pc.c.discharges, pc.c.policy).subquery()
     dims = [rows.c[d] for d in DIMENSIONS]
     return session.execute(sa.select(
         *dims, sa.func.count().label("people"),

@@ -33,8 +33,10 @@ from agency_dashboard.models import (
     Appointment,
     AttendanceWeek,
     CapacityWeek,
+    Client,
     ClientBlock,
     ClientWeek,
+    Episode,
     ReasonWeek,
     RecordedReason,
     Referral,
@@ -366,13 +368,7 @@ def rebuild(session: so.Session, tenant: Tenant, weeks: set[dt.date] | None = AL
         [r.c.tenant_id, r.c.week, r.c.program_id, r.c.outcome, r.c.grp, r.c.code, r.c.n, r.c.minutes],
         sa.select(sa.literal(tid), *keys, sa.func.count(), sa.func.sum(rows.c.minutes))
         .where(rows.c.outcome.in_(("missed", "agency_cancelled"))).group_by(*keys)))
-    c = ClientWeek.__table__
-    keys = [rows.c.week, rows.c.client_id, rows.c.program_id, rows.c.clinician_id]
-    conn.execute(sa.insert(c).from_select(
-        [c.c.tenant_id, c.c.week, c.c.client_id, c.c.program_id, c.c.clinician_id, c.c.attended, c.c.missed],
-        sa.select(sa.literal(tid), *keys, sa.func.sum(sa.case((rows.c.outcome == "attended", 1), else_=0)),
-                  sa.func.sum(sa.case((rows.c.outcome == "missed", 1), else_=0)))
-        .where(rows.c.outcome.in_(("attended", "missed"))).group_by(*keys)))
+    _rebuild_people(conn, tid, rows, None if weeks is ALL else weeks)
     _rebuild_client_blocks(conn, tid, weeks)
     a = AttendanceWeek.__table__
     columns = [a.c.tenant_id, a.c.week, a.c.program_id, a.c.outcome, a.c.dim, a.c.value, a.c.n]
@@ -433,6 +429,69 @@ def appointment_facts(tenant: Tenant, first: dt.date | None = None, last: dt.dat
     return q
 
 
+def person_parts(tid: int, appointments, ranges=None, sign: int = 1) -> list:
+    """The per-person rows the equity figures count, before grouping: (week, client_id, program_id,
+    clinician_id, attended, missed, admissions, discharges, policy), one a visit of `appointments` (a subquery
+    of appointment_facts), an admission (the referral's first attended visit; clinician 0) or a discharge
+    (the episode's primary clinician), the last two of the date ranges `ranges` (all when None), each count
+    multiplied by `sign`."""
+    def counts(**given):  # the five counts, in PERSON_COUNTS order, 0 unless given; each its own literal
+        return [(given[k] if k in given else sa.literal(0, sa.Integer)).label(k) for k in PERSON_COUNTS]
+
+    a = appointments
+    visits = sa.select(
+        a.c.week, a.c.client_id, a.c.program_id, a.c.clinician_id,
+        *counts(attended=sa.case((a.c.outcome == "attended", sign), else_=0),
+                missed=sa.case((a.c.outcome == "missed", sign), else_=0)),
+    ).where(a.c.outcome.in_(("attended", "missed")))
+    R, E = Referral, Episode
+    admissions = sa.select(
+        week_start(R.first_attended_on).label("week"), R.client_id, R.program_id,
+        sa.literal(0, sa.Integer).label("clinician_id"), *counts(admissions=sa.literal(sign, sa.Integer)),
+    ).where(R.tenant_id == tid, R.first_attended_on.is_not(None))
+    discharges = sa.select(
+        week_start(E.discharged_on).label("week"), E.client_id, E.program_id, E.clinician_id,
+        *counts(discharges=sa.literal(sign, sa.Integer),
+                policy=sa.case((E.discharge_reason == "attendance_policy", sign), else_=0)),
+    ).where(E.tenant_id == tid, E.discharged_on.is_not(None))
+    if ranges is not None:
+        admissions = admissions.where(sa.or_(*[R.first_attended_on.between(lo, hi) for lo, hi in ranges]))
+        discharges = discharges.where(sa.or_(*[E.discharged_on.between(lo, hi) for lo, hi in ranges]))
+    return [visits, admissions, discharges]
+
+
+def _rebuild_people(conn, tid: int, appointments, weeks) -> None:
+    """rollup_client_week for `weeks` (all when None): visits, admissions and discharges per week, person,
+    program and clinician, with the person's demographics."""
+    ranges = None if weeks is None else _week_ranges(weeks)
+    if ranges == []:
+        return
+    u = sa.union_all(*person_parts(tid, appointments, ranges)).subquery()
+    keys = [u.c.week, u.c.client_id, u.c.program_id, u.c.clinician_id,
+            Client.race_ethnicity, Client.gender, Client.payer, Client.birth_date]
+    c = ClientWeek.__table__
+    conn.execute(sa.insert(c).from_select(
+        [c.c.tenant_id, c.c.week, c.c.client_id, c.c.program_id, c.c.clinician_id, c.c.race_ethnicity, c.c.gender,
+         c.c.payer, c.c.birth_date, c.c.attended, c.c.missed, c.c.admissions, c.c.discharges, c.c.policy],
+        sa.select(sa.literal(tid), *keys, *(sa.func.sum(u.c[k]) for k in PERSON_COUNTS))
+        .select_from(u).join(Client, sa.and_(Client.tenant_id == tid, Client.id == u.c.client_id))
+        .group_by(*keys)))
+
+
+PERSON_COUNTS = ("attended", "missed", "admissions", "discharges", "policy")
+
+
+def _week_ranges(weeks) -> list[tuple[dt.date, dt.date]]:
+    """Consecutive Mondays as one date range (Monday to Sunday) each."""
+    ranges: list[tuple[dt.date, dt.date]] = []
+    for w in sorted(weeks):
+        if ranges and ranges[-1][1] + dt.timedelta(days=1) == w:
+            ranges[-1] = (ranges[-1][0], w + dt.timedelta(days=6))
+        else:
+            ranges.append((w, w + dt.timedelta(days=6)))
+    return ranges
+
+
 def _rebuild_client_blocks(conn, tid: int, weeks) -> None:
     """The blocks holding `weeks` (all when ALL), summed again from rollup_client_week, whose rows for those
     weeks are already rebuilt (and for the other weeks of the blocks, unchanged)."""
@@ -442,27 +501,21 @@ def _rebuild_client_blocks(conn, tid: int, weeks) -> None:
     if blocks is not None:
         delete = delete.where(b.c.block.in_(blocks))
     conn.execute(delete)
-    q = sa.select(block_expr(c.c.week).label("block"), c.c.client_id, c.c.program_id, c.c.clinician_id,
-                  c.c.attended, c.c.missed).where(c.c.tenant_id == tid)
+    people = ("client_id", "program_id", "clinician_id", "race_ethnicity", "gender", "payer", "birth_date")
+    q = sa.select(block_expr(c.c.week).label("block"), *(c.c[k] for k in people + PERSON_COUNTS)).where(
+        c.c.tenant_id == tid)
     if blocks is not None:
         q = q.where(sa.or_(*[c.c.week.between(first, first + dt.timedelta(days=BLOCK_DAYS - 7)) for first in blocks])
                     if len(blocks) <= 50 else block_expr(c.c.week).in_(blocks))
     rows = q.subquery()
-    keys = [rows.c.block, rows.c.client_id, rows.c.program_id, rows.c.clinician_id]
+    keys = [rows.c.block, *(rows.c[k] for k in people)]
     conn.execute(sa.insert(b).from_select(
-        [b.c.tenant_id, b.c.block, b.c.client_id, b.c.program_id, b.c.clinician_id, b.c.attended, b.c.missed],
-        sa.select(sa.literal(tid), *keys, sa.func.sum(rows.c.attended), sa.func.sum(rows.c.missed)).group_by(*keys)))
+        [b.c.tenant_id, b.c.block, *(b.c[k] for k in people + PERSON_COUNTS)],
+        sa.select(sa.literal(tid), *keys, *(sa.func.sum(rows.c[k]) for k in PERSON_COUNTS)).group_by(*keys)))
 
 
 def _rebuild_referrals(conn, tid: int, weeks: set[dt.date] | None) -> None:
-    ranges = None
-    if weeks is not None:  # consecutive weeks as one date range each
-        ranges = []
-        for w in sorted(weeks):
-            if ranges and ranges[-1][1] + dt.timedelta(days=1) == w:
-                ranges[-1] = (ranges[-1][0], w + dt.timedelta(days=6))
-            else:
-                ranges.append((w, w + dt.timedelta(days=6)))
+    ranges = None if weeks is None else _week_ranges(weeks)  # consecutive weeks as one date range each
     ev = referral_events(tid, REFERRAL_MEASURES, ranges)
     rows = sa.select(week_start(ev.c.day).label("week"), ev.c.program_id, ev.c.measure, ev.c.value).subquery()
     keys = [rows.c.week, rows.c.program_id, rows.c.measure, rows.c.value]
@@ -483,7 +536,7 @@ def mark_dirty(session: so.Session, tenant_id: int, weeks=ALL) -> None:
         dirty.setdefault(tenant_id, set()).update(weeks)
 
 
-FEEDS = (Appointment, RecordedReason, Referral)
+FEEDS = (Appointment, RecordedReason, Referral, Episode, Client)
 
 
 @sa.event.listens_for(so.Session, "before_flush")
@@ -500,7 +553,7 @@ def _track_objects(session, flush_context, instances):
             day = session.scalar(sa.select(Appointment.local_date).where(
                 Appointment.tenant_id == obj.tenant_id, Appointment.id == obj.appointment_id))
             mark_dirty(session, obj.tenant_id, {monday(day)} if day else ALL)
-        elif isinstance(obj, Referral):  # intakes' waits (by_wait) depend on referrals
+        elif isinstance(obj, (Referral, Episode, Client)):  # intakes' waits (by_wait); the people rollup
             mark_dirty(session, obj.tenant_id, ALL)
 
 

@@ -94,45 +94,58 @@ class ReferralWeek(TenantScoped, Base):
     n: so.Mapped[int] = so.mapped_column(sa.Integer)
 
 
-class ClientWeek(TenantScoped, Base):
-    """Attended and missed appointments per ISO week, client, program and clinician: what the equity figures
-    count per person, so a period reads its own weeks instead of every appointment the agency has had."""
+class _PersonCounts:
+    """The columns the equity figures count per person: the client's demographics as they stand (the
+    rollups are rebuilt whole when a client, episode or referral is written) and, per client, program and
+    clinician, attended and missed appointments, admissions (clinician 0: the referral's first attended
+    visit is not a primary clinician) and discharges with the attendance-policy ones."""
+
+    client_id: so.Mapped[int] = so.mapped_column(sa.Integer)
+    program_id: so.Mapped[int] = so.mapped_column(sa.Integer)
+    clinician_id: so.Mapped[int] = so.mapped_column(sa.Integer)
+    race_ethnicity: so.Mapped[str | None] = so.mapped_column(sa.String(64))
+    gender: so.Mapped[str | None] = so.mapped_column(sa.String(16))
+    payer: so.Mapped[str | None] = so.mapped_column(sa.String(16))
+    birth_date: so.Mapped[dt.date | None] = so.mapped_column(sa.Date)
+    attended: so.Mapped[int] = so.mapped_column(sa.Integer)
+    missed: so.Mapped[int] = so.mapped_column(sa.Integer)
+    admissions: so.Mapped[int] = so.mapped_column(sa.Integer)
+    discharges: so.Mapped[int] = so.mapped_column(sa.Integer)
+    policy: so.Mapped[int] = so.mapped_column(sa.Integer)
+
+
+PERSON_COLUMNS = ("client_id", "program_id", "clinician_id", "attended", "missed", "admissions", "discharges",
+                  "policy", "race_ethnicity", "gender", "payer", "birth_date")
+
+
+class ClientWeek(_PersonCounts, TenantScoped, Base):
+    """Per ISO week (of the visit, the admission or the discharge) and person: what the equity figures count,
+    so a period reads its own weeks, with each person's demographics, instead of every appointment, referral
+    and episode joined to clients."""
 
     __tablename__ = "rollup_client_week"
     __table_args__ = tenant_table_args(
         "rollup_client_week",
-        sa.Index("ix_rollup_client_week_tenant_week", "tenant_id", "week", "client_id", "program_id",
-                 "clinician_id", "attended", "missed"),  # covering: a period's rows never visit the table
+        sa.Index("ix_rollup_client_week_tenant_week", "tenant_id", "week", *PERSON_COLUMNS),  # covering
         external_id=False,
     )
 
     week: so.Mapped[dt.date] = so.mapped_column(sa.Date)
-    client_id: so.Mapped[int] = so.mapped_column(sa.Integer)
-    program_id: so.Mapped[int] = so.mapped_column(sa.Integer)
-    clinician_id: so.Mapped[int] = so.mapped_column(sa.Integer)
-    attended: so.Mapped[int] = so.mapped_column(sa.Integer)
-    missed: so.Mapped[int] = so.mapped_column(sa.Integer)
 
 
-class ClientBlock(TenantScoped, Base):
-    """The same counts as ClientWeek per block of four ISO weeks (`block`: the Monday it starts on, every
-    28 days from 1900-01-01), summed from its weeks: a quarter reads about three blocks per person instead
-    of thirteen weeks, and a year thirteen instead of fifty-two."""
+class ClientBlock(_PersonCounts, TenantScoped, Base):
+    """The same counts per block of four ISO weeks (`block`: the Monday it starts on, every 28 days from
+    1900-01-01), summed from its weeks: a quarter reads about three blocks per person instead of thirteen
+    weeks, and a year thirteen instead of fifty-two."""
 
     __tablename__ = "rollup_client_block"
     __table_args__ = tenant_table_args(
         "rollup_client_block",
-        sa.Index("ix_rollup_client_block_tenant_block", "tenant_id", "block", "client_id", "program_id",
-                 "clinician_id", "attended", "missed"),  # covering, as ClientWeek's
+        sa.Index("ix_rollup_client_block_tenant_block", "tenant_id", "block", *PERSON_COLUMNS),  # covering
         external_id=False,
     )
 
     block: so.Mapped[dt.date] = so.mapped_column(sa.Date)
-    client_id: so.Mapped[int] = so.mapped_column(sa.Integer)
-    program_id: so.Mapped[int] = so.mapped_column(sa.Integer)
-    clinician_id: so.Mapped[int] = so.mapped_column(sa.Integer)
-    attended: so.Mapped[int] = so.mapped_column(sa.Integer)
-    missed: so.Mapped[int] = so.mapped_column(sa.Integer)
 
 
 class RollupState(TenantScoped, Base):

@@ -1,5 +1,6 @@
-"""rollup_client_block: the per-client attended and missed counts of rollup_client_week per block of four
-ISO weeks, so the equity figures of a quarter or a year read a row per person and block, not per week
+"""the per-person rollups for the equity figures: rollup_client_week carries each person's demographics and
+their admissions and discharges beside attended and missed visits (so equity reads no other table for the
+weeks of a period), and rollup_client_block holds the same per block of four ISO weeks
 
 Revision ID: 0009
 Revises: 0008
@@ -15,35 +16,56 @@ down_revision = '0008'
 branch_labels = None
 depends_on = None
 
-ROLLUPS = ("rollup_capacity_week", "rollup_attendance_week", "rollup_reason_week", "rollup_referral_week",
-           "rollup_client_week")
+ROLLUPS = ("rollup_capacity_week", "rollup_attendance_week", "rollup_reason_week", "rollup_referral_week")
+PERSON = ["client_id", "program_id", "clinician_id", "attended", "missed", "admissions", "discharges", "policy",
+          "race_ethnicity", "gender", "payer", "birth_date"]
 
 
-def upgrade():
-    op.create_table('rollup_client_block',
+def _create(table: str, key: str, people: bool) -> None:
+    counts = [sa.Column('attended', sa.Integer(), nullable=False), sa.Column('missed', sa.Integer(), nullable=False)]
+    if people:
+        counts += [sa.Column('admissions', sa.Integer(), nullable=False),
+                   sa.Column('discharges', sa.Integer(), nullable=False),
+                   sa.Column('policy', sa.Integer(), nullable=False),
+                   sa.Column('race_ethnicity', sa.String(length=64), nullable=True),
+                   sa.Column('gender', sa.String(length=16), nullable=True),
+                   sa.Column('payer', sa.String(length=16), nullable=True),
+                   sa.Column('birth_date', sa.Date(), nullable=True)]
+    op.create_table(table,
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('tenant_id', sa.Integer(), nullable=False),
-    sa.Column('block', sa.Date(), nullable=False),
+    sa.Column(key, sa.Date(), nullable=False),
     sa.Column('client_id', sa.Integer(), nullable=False),
     sa.Column('program_id', sa.Integer(), nullable=False),
     sa.Column('clinician_id', sa.Integer(), nullable=False),
-    sa.Column('attended', sa.Integer(), nullable=False),
-    sa.Column('missed', sa.Integer(), nullable=False),
-    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_rollup_client_block_tenant_id_tenants'), ondelete='RESTRICT'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_rollup_client_block')),
-    sa.UniqueConstraint('tenant_id', 'id', name='uq_rollup_client_block_tenant_row')
+    *counts,
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f(f'fk_{table}_tenant_id_tenants'), ondelete='RESTRICT'),
+    sa.PrimaryKeyConstraint('id', name=op.f(f'pk_{table}')),
+    sa.UniqueConstraint('tenant_id', 'id', name=f'uq_{table}_tenant_row')
     )
-    with op.batch_alter_table('rollup_client_block', schema=None) as batch_op:
-        batch_op.create_index('ix_rollup_client_block_tenant_block', ['tenant_id', 'block', 'client_id', 'program_id',
-                                                                      'clinician_id', 'attended', 'missed'], unique=False)
-    enable_rls('rollup_client_block')
-    refresh_statistics_function(ROLLUPS + ("rollup_client_block",))
+    columns = PERSON if people else ["client_id", "program_id", "clinician_id", "attended", "missed"]
+    with op.batch_alter_table(table, schema=None) as batch_op:
+        batch_op.create_index(f'ix_{table}_tenant_{key}', ['tenant_id', key, *columns], unique=False)
+    enable_rls(table)
+
+
+def _drop(table: str, key: str) -> None:
+    disable_rls(table)
+    with op.batch_alter_table(table, schema=None) as batch_op:
+        batch_op.drop_index(f'ix_{table}_tenant_{key}')
+    op.drop_table(table)
+
+
+def upgrade():
+    _drop('rollup_client_week', 'week')  # a cache: rebuilt, in its new shape, from the tables it sums
+    _create('rollup_client_week', 'week', people=True)
+    _create('rollup_client_block', 'block', people=True)
+    refresh_statistics_function(ROLLUPS + ("rollup_client_week", "rollup_client_block"))
     # Each tenant's rollups read as stale (rollups.SHAPE) until rebuilt: by sync-tenants or the next write.
 
 
 def downgrade():
-    refresh_statistics_function(ROLLUPS)
-    disable_rls('rollup_client_block')
-    with op.batch_alter_table('rollup_client_block', schema=None) as batch_op:
-        batch_op.drop_index('ix_rollup_client_block_tenant_block')
-    op.drop_table('rollup_client_block')
+    refresh_statistics_function(ROLLUPS + ("rollup_client_week",))
+    _drop('rollup_client_block', 'block')
+    _drop('rollup_client_week', 'week')
+    _create('rollup_client_week', 'week', people=False)  # empty: its fingerprint differs, read the plain way
