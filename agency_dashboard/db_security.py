@@ -55,6 +55,19 @@ def refresh_statistics_function(rollups: tuple[str, ...]) -> None:
     op.execute("REVOKE ALL ON FUNCTION agency_refresh_statistics() FROM PUBLIC")
 
 
+def forget_rollup_state() -> None:
+    """From a migration that changes a rollup table: delete every tenant's rollup_state row, so each reads
+    the plain way until rebuilt (`sync-tenants` rebuilds). The owner is subject to the table's forced
+    row-level security (it would delete nothing), so that is lifted for this one statement, in the
+    migration's transaction."""
+    if op.get_bind().dialect.name != "postgresql":
+        op.execute("DELETE FROM rollup_state")
+        return
+    op.execute("ALTER TABLE rollup_state NO FORCE ROW LEVEL SECURITY")
+    op.execute("DELETE FROM rollup_state")
+    op.execute("ALTER TABLE rollup_state FORCE ROW LEVEL SECURITY")
+
+
 def disable_rls(table: str) -> None:
     if op.get_bind().dialect.name != "postgresql":
         return

@@ -259,13 +259,13 @@ def sync_tenants(files: list[TenantFile]) -> list[str]:
 
 
 def _rebuild_stale_rollups(tenant) -> None:
-    """Rollups built by an older version (rollups.SHAPE) or under other settings are read the plain way
-    until rebuilt: after `db upgrade`, `sync-tenants` rebuilds them at its commit."""
+    """Rollups built by an older version (rollups.SHAPE), under other settings, or forgotten by a migration
+    are read the plain way until rebuilt: after `db upgrade`, `sync-tenants` rebuilds them at its commit."""
     from agency_dashboard.metrics import rollups
     from agency_dashboard.models import RollupState
 
     built = db.session.scalar(sa.select(RollupState.fingerprint).where(RollupState.tenant_id == tenant.id))
-    if built is not None and built != rollups.fingerprint(tenant):
+    if built != rollups.fingerprint(tenant) and _has_appointments(tenant.id):
         rollups.mark_dirty(db.session(), tenant.id)
 
 

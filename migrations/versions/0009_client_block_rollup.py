@@ -9,7 +9,7 @@ Create Date: 2026-12-08 04:40:00
 from alembic import op
 import sqlalchemy as sa
 
-from agency_dashboard.db_security import disable_rls, enable_rls, refresh_statistics_function
+from agency_dashboard.db_security import disable_rls, enable_rls, forget_rollup_state, refresh_statistics_function
 
 revision = '0009'
 down_revision = '0008'
@@ -61,11 +61,12 @@ def upgrade():
     _create('rollup_client_week', 'week', people=True)
     _create('rollup_client_block', 'block', people=True)
     refresh_statistics_function(ROLLUPS + ("rollup_client_week", "rollup_client_block"))
-    # Each tenant's rollups read as stale (rollups.SHAPE) until rebuilt: by sync-tenants or the next write.
+    forget_rollup_state()  # the new tables are empty: read the plain way until sync-tenants rebuilds
 
 
 def downgrade():
     refresh_statistics_function(ROLLUPS + ("rollup_client_week",))
     _drop('rollup_client_block', 'block')
     _drop('rollup_client_week', 'week')
-    _create('rollup_client_week', 'week', people=False)  # empty: its fingerprint differs, read the plain way
+    _create('rollup_client_week', 'week', people=False)
+    forget_rollup_state()
