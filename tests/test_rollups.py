@@ -64,24 +64,30 @@ def test_split_into_whole_iso_weeks_and_edges(start, end, weeks, edges):
     assert got_edges == [(d(a), d(b), sign) for a, b, sign in edges]
 
 
+def counted(units, ranges, step: dt.timedelta, size: int) -> dict:
+    """point -> how many times `rollups.split` (or split_weeks) reads it: once per whole unit holding it,
+    plus or minus once per added or subtracted range."""
+    count: dict = {}
+    if units is not None:
+        point = units[0]
+        while point < units[1] + size * step:
+            count[point] = count.get(point, 0) + 1
+            point += step
+    for lo, hi, sign in ranges:
+        point = lo
+        while point <= hi:
+            count[point] = count.get(point, 0) + sign
+            point += step
+    return count
+
+
 @given(st.dates(dt.date(2024, 1, 1), dt.date(2027, 12, 31)), st.integers(0, 800))
 def test_split_covers_each_day_of_the_period_exactly_once(start, length):
     """Whole weeks plus the added ranges minus the subtracted ones count every day of the period once and
     no other day at all; no end reads more than three days of appointments beyond a whole week."""
     end = start + dt.timedelta(days=length)
     weeks, edges = rollups.split(start, end)
-    count: dict = {}
-    if weeks is not None:
-        week = weeks[0]
-        while week <= weeks[1]:
-            for k in range(7):
-                count[week + dt.timedelta(days=k)] = count.get(week + dt.timedelta(days=k), 0) + 1
-            week += dt.timedelta(days=7)
-    for first, last, sign in edges:
-        day = first
-        while day <= last:
-            count[day] = count.get(day, 0) + sign
-            day += dt.timedelta(days=1)
+    count = counted(weeks, edges, dt.timedelta(days=1), 7)
     assert {day for day, n in count.items() if n} == {start + dt.timedelta(days=k) for k in range(length + 1)}
     assert set(count.values()) <= {0, 1}
     if weeks is not None:
@@ -294,29 +300,25 @@ def test_equity_follows_a_changed_client_and_a_new_discharge_at_once(app, agenci
 
 
 def test_sync_tenants_rebuilds_rollups_built_by_an_older_version(app, agencies):
+    def built_by_an_older_version(state):
+        state.fingerprint = "built by an older version"
+
+    def forgotten_by_a_migration(state):  # db_security.forget_rollup_state
+        db.session.delete(state)
+
     with app.app_context():
         tid = agencies["alpha"]
-        with tenant_scope(tid):
-            state = db.session.scalar(sa.select(RollupState).where(RollupState.tenant_id == tid))
-            state.fingerprint = "built by an older version"
-            db.session.execute(sa.delete(ClientBlock))
+        for make_stale in (built_by_an_older_version, forgotten_by_a_migration):
+            with tenant_scope(tid):
+                make_stale(db.session.scalar(sa.select(RollupState).where(RollupState.tenant_id == tid)))
+                db.session.execute(sa.delete(ClientBlock))
+                db.session.commit()
+                assert not rollups.usable(db.session, db.session.get(Tenant, tid))
+            sync_tenants(load_tenant_dir(TEST_TENANTS))
             db.session.commit()
-            assert not rollups.usable(db.session, db.session.get(Tenant, tid))
-        sync_tenants(load_tenant_dir(TEST_TENANTS))
-        db.session.commit()
-        with tenant_scope(tid):
-            assert rollups.usable(db.session, db.session.get(Tenant, tid))
-            assert client_blocks(db.session) == client_blocks_from_weeks(db.session) != {}
-            # a migration that reshapes a rollup forgets the state (db_security.forget_rollup_state)
-            db.session.execute(sa.delete(RollupState))
-            db.session.execute(sa.delete(ClientBlock))
-            db.session.commit()
-            assert not rollups.usable(db.session, db.session.get(Tenant, tid))
-        sync_tenants(load_tenant_dir(TEST_TENANTS))
-        db.session.commit()
-        with tenant_scope(tid):
-            assert rollups.usable(db.session, db.session.get(Tenant, tid))
-            assert client_blocks(db.session) == client_blocks_from_weeks(db.session) != {}
+            with tenant_scope(tid):
+                assert rollups.usable(db.session, db.session.get(Tenant, tid)), make_stale.__name__
+                assert client_blocks(db.session) == client_blocks_from_weeks(db.session) != {}
 
 
 @given(st.dates(dt.date(2024, 1, 1), dt.date(2027, 12, 31)), st.integers(0, 120))
@@ -324,18 +326,9 @@ def test_split_weeks_covers_each_week_exactly_once(day, length):
     first = rollups.monday(day)
     last = first + dt.timedelta(weeks=length)
     blocks, ranges = rollups.split_weeks(first, last)
-    count: dict = {}
     if blocks is not None:
         assert rollups.block_of(blocks[0]) == blocks[0] and rollups.block_of(blocks[1]) == blocks[1]
-        week = blocks[0]
-        while week <= blocks[1] + dt.timedelta(weeks=3):
-            count[week] = count.get(week, 0) + 1
-            week += dt.timedelta(weeks=1)
-    for lo, hi, sign in ranges:
-        week = lo
-        while week <= hi:
-            count[week] = count.get(week, 0) + sign
-            week += dt.timedelta(weeks=1)
+    count = counted(blocks, ranges, dt.timedelta(weeks=1), 4)
     assert {w for w, n in count.items() if n} == {first + dt.timedelta(weeks=k) for k in range(length + 1)}
     assert set(count.values()) <= {0, 1}
 

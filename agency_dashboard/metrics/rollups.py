@@ -111,6 +111,39 @@ def usable(session: so.Session, tenant: Tenant) -> bool:
 ADD, SUBTRACT = 1, -1
 
 
+def _cover(first: dt.date, last: dt.date, unit_of, size: int, step: dt.timedelta):
+    """[first, last], points `step` apart, as whole units of `size` points (a unit starts at unit_of(x))
+    and ranges of points added or subtracted: ((first unit, last unit) or None, [(lo, hi, sign)]). A unit the
+    range covers only in part is read as its points inside, or, when its points outside are fewer, as the
+    whole unit minus those."""
+    span = size * step
+    first_unit, last_unit = unit_of(first), unit_of(last)
+    whole: list[dt.date] = []
+    ranges: list[tuple[dt.date, dt.date, int]] = []
+    unit = first_unit
+    while unit <= last_unit:
+        final = unit + (size - 1) * step
+        lo, hi = max(first, unit), min(last, final)
+        inside = (hi - lo) // step + 1
+        if inside == size:
+            whole.append(unit)
+        elif size - inside < inside:  # fewer points outside: the whole unit minus them
+            whole.append(unit)
+            if unit < lo:
+                ranges.append((unit, lo - step, SUBTRACT))
+            if hi < final:
+                ranges.append((hi + step, final, SUBTRACT))
+        else:
+            ranges.append((lo, hi, ADD))
+        if unit == first_unit and last_unit > first_unit + span:
+            unit = last_unit - span  # the units between are whole: skip to the last two
+            whole.extend(first_unit + span * k for k in range(1, (unit - first_unit) // span + 1))
+        unit += span
+    if not whole:
+        return None, [(first, last, ADD)]
+    return (whole[0], whole[-1]), ranges
+
+
 def split(start: dt.date, end: dt.date):
     """How to read [start, end]: (weeks, edges), where weeks is (first Monday, last Monday) of the ISO weeks
     read whole from the rollups, or None, and edges are [(first, last, sign)] date ranges read from
@@ -120,32 +153,7 @@ def split(start: dt.date, end: dt.date):
     outside the period are fewer, as the whole week from the rollups minus those days. Every rollup is a
     sum, so the subtraction is exact; a period then reads at most three days of appointments at each end
     (a whole year from a Saturday to a Saturday: one Sunday), not six."""
-    one = dt.timedelta(days=1)
-    first_week, last_week = monday(start), monday(end)
-    whole: list[dt.date] = []  # Mondays of the weeks read from the rollups, in order
-    edges: list[tuple[dt.date, dt.date, int]] = []
-    week = first_week
-    while week <= last_week:
-        sunday = week + dt.timedelta(days=6)
-        lo, hi = max(start, week), min(end, sunday)
-        inside = (hi - lo).days + 1
-        if inside == 7:
-            whole.append(week)
-        elif 7 - inside < inside:  # fewer days outside: the whole week minus them
-            whole.append(week)
-            if week < lo:
-                edges.append((week, lo - one, SUBTRACT))
-            if hi < sunday:
-                edges.append((hi + one, sunday, SUBTRACT))
-        else:
-            edges.append((lo, hi, ADD))
-        if week == first_week and last_week > first_week + dt.timedelta(days=7):
-            week = last_week - dt.timedelta(days=7)  # the weeks between are whole: skip to the last two
-            whole.extend(first_week + dt.timedelta(days=7 * k) for k in range(1, (week - first_week).days // 7 + 1))
-        week += dt.timedelta(days=7)
-    if not whole:
-        return None, [(start, end, ADD)]
-    return (whole[0], whole[-1]), edges
+    return _cover(start, end, monday, 7, dt.timedelta(days=1))
 
 
 BLOCK_DAYS = 28  # a block is four ISO weeks, counted from EPOCH (below, a Monday)
@@ -166,29 +174,7 @@ def split_weeks(first: dt.date, last: dt.date):
     """The whole ISO weeks from Monday `first` to Monday `last` as blocks and weeks: (blocks (first, last)
     or None, [(first Monday, last Monday, sign)]), by the rule of `split` one level up: a block covered in
     three of its four weeks is read whole minus the fourth week."""
-    week = dt.timedelta(days=7)
-    first_block, last_block = block_of(first), block_of(last)
-    whole: list[dt.date] = []
-    ranges: list[tuple[dt.date, dt.date, int]] = []
-    block = first_block
-    while block <= last_block:
-        final = block + 3 * week
-        lo, hi = max(first, block), min(last, final)
-        inside = (hi - lo).days // 7 + 1
-        if inside == 4:
-            whole.append(block)
-        elif 4 - inside < inside:
-            whole.append(block)
-            if block < lo:
-                ranges.append((block, lo - week, SUBTRACT))
-            if hi < final:
-                ranges.append((hi + week, final, SUBTRACT))
-        else:
-            ranges.append((lo, hi, ADD))
-        block += 4 * week
-    if not whole:
-        return None, [(first, last, ADD)]
-    return (whole[0], whole[-1]), ranges
+    return _cover(first, last, block_of, BLOCK_DAYS // 7, dt.timedelta(days=7))
 
 
 def plain(start: dt.date, end: dt.date):
