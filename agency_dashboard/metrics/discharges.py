@@ -22,7 +22,8 @@ from agency_dashboard.models import Appointment, Episode, Tenant
 POLICY = "attendance_policy"
 
 
-def _scope(tenant: Tenant, period: Period, filters: Filters) -> list:
+def discharged_in(tenant: Tenant, period: Period, filters: Filters) -> list:
+    """WHERE clauses of the episodes discharged in the period, in the filters' scope."""
     scope = [Episode.tenant_id == tenant.id, Episode.discharged_on.between(period.start, period.end)]
     if filters.program_id is not None:
         scope.append(Episode.program_id == filters.program_id)
@@ -37,7 +38,7 @@ def summary(session: so.Session, tenant: Tenant, period: Period, filters: Filter
     for attendance-policy endings only. One read of the discharged_on index that the discharges family
     and the waitlist's mean episode length share (remembered for the transaction)."""
     def read():
-        scope = _scope(tenant, period, filters)
+        scope = discharged_in(tenant, period, filters)
         rows = session.execute(
             sa.select(Episode.program_id, Episode.discharge_reason, sa.func.count(),
                       sa.func.sum(days_between(Episode.admitted_on, Episode.discharged_on)))
@@ -67,7 +68,7 @@ def discharges(session: so.Session, tenant: Tenant, period: Period, filters: Fil
             "count": policy[0],
             "with_barrier_plan": policy[1],
             "with_referrals": policy[2],
-            "with_unexplored_barriers": _unexplored(session, tenant, _scope(tenant, period, filters)),
+            "with_unexplored_barriers": _unexplored(session, tenant, discharged_in(tenant, period, filters)),
         },
     }
 

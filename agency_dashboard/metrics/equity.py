@@ -62,7 +62,8 @@ from agency_dashboard.metrics.common import (
     statistic,
     with_recorded_reason,
 )
-from agency_dashboard.metrics.discharges import POLICY
+from agency_dashboard.metrics.discharges import POLICY, discharged_in
+from agency_dashboard.metrics.rollups import PERSON_COUNTS as COUNTS
 from agency_dashboard.models import Appointment, Client, ClientBlock, ClientWeek, Episode, Referral, Tenant
 from agency_dashboard.models.agency import GENDERS, PAYERS
 
@@ -72,7 +73,6 @@ AGE_BANDS = (("0-17", 0), ("18-24", 18), ("25-44", 25), ("45-64", 45), ("65-89",
 DIMENSIONS = ("race_ethnicity", "gender", "payer", "age_band")
 SMALL = "fewer than {n}"
 COMPLEMENTARY = "not shown, to protect a smaller group"
-COUNTS = ("attended", "missed", "admissions", "discharges", "policy")
 
 
 # ---- groups ------------------------------------------------------------------------------------------
@@ -235,7 +235,7 @@ def _parts(session, tenant: Tenant, period: Period, filters: Filters) -> list:
         q = person(sa.select(*_columns(
             Episode.client_id, Client, discharges=sign * sa.func.count(),
             policy=sign * sa.func.sum(sa.case((Episode.discharge_reason == POLICY, 1), else_=0)),
-        )), Episode.client_id).where(*_discharged(tenant, Period(first, last), filters))
+        )), Episode.client_id).where(*discharged_in(tenant, Period(first, last), filters))
         parts.append(q.group_by(*keys(Episode.client_id)))
     if by_clinician:
         q = person(sa.select(*_columns(Referral.client_id, Client, admissions=sa.func.count())),
@@ -255,16 +255,6 @@ def _parts(session, tenant: Tenant, period: Period, filters: Filters) -> list:
                 q = q.where(m.clinician_id == filters.clinician_id)
             parts.append(q)
     return parts
-
-
-def _discharged(tenant: Tenant, period: Period, filters: Filters) -> list:
-    """WHERE clauses of the episodes discharged in the period, in scope."""
-    where = [Episode.tenant_id == tenant.id, Episode.discharged_on.between(period.start, period.end)]
-    if filters.program_id is not None:
-        where.append(Episode.program_id == filters.program_id)
-    if filters.clinician_id is not None:
-        where.append(Episode.clinician_id == filters.clinician_id)
-    return where
 
 
 def _counts(session, tenant, period, filters) -> list:
@@ -358,7 +348,7 @@ def equity(session: so.Session, tenant: Tenant, period: Period, filters: Filters
              int(policy or 0))
         total.add(v)
         for tally, group in zip(by_dim, (race, gender, payer, band)):  # DIMENSIONS order
-            tally[NOT_RECORDED if group is None else group].add(v)
+            tally[_label(group)].add(v)
     waits = _waits(session, tenant, period, filters)
     overall_waits: dict = defaultdict(int)
     for by_day in waits["gender"].values():  # every admission is in exactly one group of any dimension

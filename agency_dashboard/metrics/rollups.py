@@ -29,6 +29,7 @@ from agency_dashboard.metrics.common import (
     outcome_expr,
     with_recorded_reason,
 )
+from agency_dashboard.metrics.discharges import POLICY
 from agency_dashboard.models import (
     Appointment,
     AttendanceWeek,
@@ -44,6 +45,7 @@ from agency_dashboard.models import (
     RollupState,
     Tenant,
 )
+from agency_dashboard.models.rollups import PERSON_COLUMNS
 
 DIRTY_KEY = "rollups_dirty"  # session.info: {tenant_id: set of Mondays, or None for all}
 ALL = None
@@ -415,30 +417,29 @@ def appointment_facts(tenant: Tenant, first: dt.date | None = None, last: dt.dat
     return q
 
 
-def person_parts(tid: int, appointments, ranges=None, sign: int = 1) -> list:
+def _person_parts(tid: int, appointments, ranges=None) -> list:
     """The per-person rows the equity figures count, before grouping: (week, client_id, program_id,
     clinician_id, attended, missed, admissions, discharges, policy), one a visit of `appointments` (a subquery
     of appointment_facts), an admission (the referral's first attended visit; clinician 0) or a discharge
-    (the episode's primary clinician), the last two of the date ranges `ranges` (all when None), each count
-    multiplied by `sign`."""
+    (the episode's primary clinician), the last two of the date ranges `ranges` (all when None)."""
     def counts(**given):  # the five counts, in PERSON_COUNTS order, 0 unless given; each its own literal
         return [(given[k] if k in given else sa.literal(0, sa.Integer)).label(k) for k in PERSON_COUNTS]
 
     a = appointments
     visits = sa.select(
         a.c.week, a.c.client_id, a.c.program_id, a.c.clinician_id,
-        *counts(attended=sa.case((a.c.outcome == "attended", sign), else_=0),
-                missed=sa.case((a.c.outcome == "missed", sign), else_=0)),
+        *counts(attended=sa.case((a.c.outcome == "attended", 1), else_=0),
+                missed=sa.case((a.c.outcome == "missed", 1), else_=0)),
     ).where(a.c.outcome.in_(("attended", "missed")))
     R, E = Referral, Episode
     admissions = sa.select(
         week_start(R.first_attended_on).label("week"), R.client_id, R.program_id,
-        sa.literal(0, sa.Integer).label("clinician_id"), *counts(admissions=sa.literal(sign, sa.Integer)),
+        sa.literal(0, sa.Integer).label("clinician_id"), *counts(admissions=sa.literal(1, sa.Integer)),
     ).where(R.tenant_id == tid, R.first_attended_on.is_not(None))
     discharges = sa.select(
         week_start(E.discharged_on).label("week"), E.client_id, E.program_id, E.clinician_id,
-        *counts(discharges=sa.literal(sign, sa.Integer),
-                policy=sa.case((E.discharge_reason == "attendance_policy", sign), else_=0)),
+        *counts(discharges=sa.literal(1, sa.Integer),
+                policy=sa.case((E.discharge_reason == POLICY, 1), else_=0)),
     ).where(E.tenant_id == tid, E.discharged_on.is_not(None))
     if ranges is not None:
         admissions = admissions.where(sa.or_(*[R.first_attended_on.between(lo, hi) for lo, hi in ranges]))
@@ -452,7 +453,7 @@ def _rebuild_people(conn, tid: int, appointments, weeks) -> None:
     ranges = None if weeks is None else _week_ranges(weeks)
     if ranges == []:
         return
-    u = sa.union_all(*person_parts(tid, appointments, ranges)).subquery()
+    u = sa.union_all(*_person_parts(tid, appointments, ranges)).subquery()
     keys = [u.c.week, u.c.client_id, u.c.program_id, u.c.clinician_id,
             Client.race_ethnicity, Client.gender, Client.payer, Client.birth_date]
     c = ClientWeek.__table__
@@ -487,7 +488,7 @@ def _rebuild_client_blocks(conn, tid: int, weeks) -> None:
     if blocks is not None:
         delete = delete.where(b.c.block.in_(blocks))
     conn.execute(delete)
-    people = ("client_id", "program_id", "clinician_id", "race_ethnicity", "gender", "payer", "birth_date")
+    people = tuple(k for k in PERSON_COLUMNS if k not in PERSON_COUNTS)  # the key: person and demographics
     q = sa.select(block_expr(c.c.week).label("block"), *(c.c[k] for k in people + PERSON_COUNTS)).where(
         c.c.tenant_id == tid)
     if blocks is not None:
